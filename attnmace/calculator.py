@@ -1,0 +1,153 @@
+"""ASE calculator for AttnMACE models."""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from . import keys
+from .export import load_model_with_metadata, metadata_of
+from .graph import atoms_to_graph
+from .model import AttnMACE, build_model
+
+_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def shipped_models() -> List[str]:
+    """File names of the models shipped with attnmace (usable as ``AttnMACECalculator(name)``)."""
+    try:
+        folder = resources.files("attnmace.models")
+    except ModuleNotFoundError:
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".pt"))
+
+
+def resolve_model_path(model: Union[str, os.PathLike]) -> Path:
+    """A path to a model file: an existing path, or the name of a shipped model."""
+    path = Path(model).expanduser()
+    if path.is_file():
+        return path
+    name = path.name if path.suffix == ".pt" else path.name + ".pt"
+    if name in shipped_models() and len(path.parts) == 1:
+        return Path(str(resources.files("attnmace.models").joinpath(name)))
+    available = ", ".join(shipped_models()) or "none yet"
+    raise FileNotFoundError(f"no model file {str(model)!r}; shipped models: {available}")
+
+
+class AttnMACECalculator(Calculator):
+    """ASE calculator for an AttnMACE model.
+
+    Args:
+        model: a path to an exported model, the name of a shipped model (``"gap20.pt"``), or an
+            :class:`~attnmace.model.AttnMACE` / TorchScript module.
+        device: ``"cpu"``, ``"cuda"``, ...; defaults to CUDA when available.
+        dtype: ``"float64"`` or ``"float32"``.
+
+    Properties: ``energy``, ``free_energy`` (equal to ``energy``), per-atom ``energies``,
+    ``forces``, and ``stress`` (3-D periodic cells only). ``results["layer_energies"]`` holds the
+    per-layer energy terms ``(n_layers,)`` and ``results["atomic_layer_energies"]`` the per-atom
+    ones ``(n_atoms, n_layers)``.
+    """
+
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+
+    def __init__(
+        self,
+        model: Union[str, os.PathLike, torch.nn.Module],
+        *,
+        device: Optional[Union[str, torch.device]] = None,
+        dtype: str = "float64",
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.dtype = _DTYPES[dtype]
+        if isinstance(model, AttnMACE):
+            self.metadata: Dict[str, Any] = metadata_of(model)
+            module: torch.nn.Module = build_model(config=model.config)  # a copy: the caller's model is untouched
+            module.load_state_dict(model.state_dict())
+        elif isinstance(model, torch.nn.Module):
+            raise TypeError("pass an AttnMACE model or the path of an exported model file")
+        else:
+            module, self.metadata = load_model_with_metadata(resolve_model_path(model), self.device)
+        self.model = module.to(device=self.device, dtype=self.dtype).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.atomic_numbers = [int(z) for z in self.metadata["atomic_numbers"]]
+        self.r_max = float(self.metadata["r_max"])
+
+    def _run(self, atoms: Atoms, forces: bool, stress: bool, attention: bool = False) -> Dict[str, torch.Tensor]:
+        data = atoms_to_graph(atoms, self.atomic_numbers, self.r_max, self.dtype, self.device)
+        return self.model(data, compute_forces=forces, compute_stress=stress, compute_attention=attention)
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        Calculator.calculate(self, atoms, properties, system_changes)
+        periodic_3d = bool(self.atoms.pbc.all())
+        if "stress" in properties and not periodic_3d:
+            raise PropertyNotImplementedError(
+                f"stress is defined for 3-D periodic cells only (pbc={self.atoms.pbc.tolist()})"
+            )
+        out = self._run(self.atoms, forces=True, stress=periodic_3d)
+        energy = float(out[keys.ENERGY].sum().detach().cpu())
+        layer = out[keys.LAYER_ENERGY].detach().cpu().double().numpy()
+        self.results = {
+            "energy": energy,
+            "free_energy": energy,
+            "energies": out[keys.NODE_ENERGY].detach().cpu().double().numpy(),
+            "forces": out[keys.FORCES].detach().cpu().double().numpy(),
+            "layer_energies": layer.sum(axis=0),
+            "atomic_layer_energies": layer,
+        }
+        if periodic_3d:
+            stress = out[keys.STRESS][0].detach().cpu().double().numpy()
+            self.results["stress"] = full_3x3_to_voigt_6_stress(stress)
+
+    def get_attention(self, atoms: Optional[Atoms] = None) -> List[Dict[str, np.ndarray]]:
+        """Attention weights of every layer (the paper's Figure 2).
+
+        Returns:
+            One dictionary per layer with ``"i"`` (centre) and ``"j"`` (neighbour) atom indices
+            ``(n_edges,)``, ``"shift"`` ``(n_edges, 3)``, ``"distance"`` ``(n_edges,)`` and
+            ``"weights"`` ``(n_edges, heads)``: for each centre and head the weights sum to one
+            over its neighbours within that layer's cutoff.
+
+        Raises:
+            ValueError: the model has no attention heads.
+        """
+        if int(self.metadata.get("heads", 0)) == 0:
+            raise ValueError("this model has no attention heads (heads=0): nothing to return")
+        atoms = self.atoms if atoms is None else atoms
+        if atoms is None:
+            raise ValueError("get_attention needs atoms")
+        data = atoms_to_graph(atoms, self.atomic_numbers, self.r_max, self.dtype, self.device)
+        out = self.model(data, compute_forces=False, compute_stress=False, compute_attention=True)
+        cell = data[keys.CELL][0]
+        pos = data[keys.POSITIONS]
+        layers = []
+        for s in range(int(self.metadata["num_layers"])):
+            sel = out["edges_" + str(s)]
+            i, j = data[keys.EDGE_INDEX][:, sel]
+            shift = data[keys.SHIFTS][sel]
+            dist = torch.linalg.norm(pos[j] - pos[i] + shift @ cell, dim=1)
+            layers.append(
+                {
+                    "i": i.cpu().numpy(),
+                    "j": j.cpu().numpy(),
+                    "shift": shift.cpu().numpy().astype(np.int64),
+                    "distance": dist.detach().cpu().double().numpy(),
+                    "weights": out["attention_" + str(s)].detach().cpu().double().numpy(),
+                }
+            )
+        return layers

@@ -1,0 +1,241 @@
+"""The AttnMACE model: MACE with geometric attention and layer-dependent cutoffs."""
+
+from typing import Dict, List, Optional
+
+import torch
+from e3nn import o3
+
+from . import keys
+from .config import ModelConfig, make_config
+from .nn import (
+    AttentionAggregation,
+    InteractionBlock,
+    LinearReadout,
+    MLPReadout,
+    RadialEmbedding,
+    SumAggregation,
+    SymmetricContraction,
+)
+from .nn._irreps import natural_irreps
+from .nn.interaction import edge_irreps
+
+
+class AttnMACE(torch.nn.Module):
+    """Energy model with forces and stress by automatic differentiation.
+
+    One neighbour list at ``max(cutoffs)`` is built outside the model; each layer ``s`` keeps the
+    edges shorter than ``cutoffs[s]`` (Section 3 of Norwood et al.). Site energies are
+    ``E_i = E0[z_i] + shift + scale · Σ_s readout_s(h_i^(s))`` and the per-layer terms are returned
+    (the paper's Figure 1d).
+
+    The forward pass takes and returns dictionaries keyed by :mod:`attnmace.keys`, which keeps
+    the TorchScript interface stable across versions.
+    """
+
+    cutoffs: List[float]
+    r_max: float
+    num_layers: int
+    num_species: int
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.cutoffs = list(config.cutoffs)
+        self.r_max = config.r_max
+        self.num_layers = config.num_layers
+        self.num_species = len(config.species)
+        channels = config.channels
+        species_irreps = o3.Irreps(f"{self.num_species}x0e")
+        self.irreps_sh = natural_irreps(config.sh_max_l)
+        self.spherical_harmonics = o3.SphericalHarmonics(self.irreps_sh, normalize=True, normalization="component")
+        self.embedding = o3.Linear(species_irreps, o3.Irreps(f"{channels}x0e"))
+        self.register_buffer("e0s", torch.tensor(config.e0s, dtype=torch.get_default_dtype()))
+        self.register_buffer("scale", torch.tensor(config.scale, dtype=torch.get_default_dtype()))
+        self.register_buffer("shift", torch.tensor(config.shift, dtype=torch.get_default_dtype()))
+
+        layers, readouts = [], []
+        irreps = o3.Irreps(f"{channels}x0e")
+        for s, r_cut in enumerate(config.cutoffs):
+            last = s == config.num_layers - 1
+            out_l = 0 if last else config.max_l
+            irreps_out = natural_irreps(out_l, channels)
+            product = SymmetricContraction(channels, config.sh_max_l, out_l, config.correlation[s], self.num_species)
+            irreps_edge, _ = edge_irreps(irreps, self.irreps_sh, product.irreps_in)
+            if config.heads > 0:
+                aggregation = AttentionAggregation(
+                    irreps_edge, irreps, config.heads, config.attn_channels, config.attn_max_l
+                )
+            else:
+                aggregation = SumAggregation(irreps_edge)
+            layers.append(
+                InteractionBlock(
+                    irreps_in=irreps,
+                    irreps_sh=self.irreps_sh,
+                    channels=channels,
+                    radial=RadialEmbedding(r_cut, config.num_radial, config.envelope_p),
+                    radial_mlp=config.radial_mlp,
+                    aggregation=aggregation,
+                    product=product,
+                    irreps_out=irreps_out,
+                    num_species=self.num_species,
+                    avg_num_neighbors=config.avg_num_neighbors[s],
+                )
+            )
+            readouts.append(MLPReadout(irreps_out, config.readout_mlp) if last else LinearReadout(irreps_out))
+            if layers[-1].irreps_in != irreps or readouts[-1].irreps_in != layers[-1].irreps_out:
+                raise ValueError(f"layer {s}: irreps do not fit ({irreps} -> {layers[-1]})")
+            irreps = irreps_out
+        self.layers = torch.nn.ModuleList(layers)
+        self.readouts = torch.nn.ModuleList(readouts)
+
+    def forward(
+        self,
+        data: Dict[str, torch.Tensor],
+        compute_forces: bool = True,
+        compute_stress: bool = False,
+        compute_attention: bool = False,
+    ) -> Dict[str, torch.Tensor]:
+        """Energy, forces and stress of a batch of structures.
+
+        Args:
+            data: a dictionary with
+                ``positions`` ``(n_atoms, 3)`` Å; ``species`` ``(n_atoms,)`` element index;
+                ``edge_index`` ``(2, n_edges)``, rows (centre ``i``, neighbour ``j``), all pairs
+                closer than ``max(cutoffs)``; ``shifts`` ``(n_edges, 3)`` integer cell shifts so
+                that ``r_ij = x_j - x_i + shifts @ cell``; ``cell`` ``(n_graphs, 3, 3)``;
+                ``batch`` ``(n_atoms,)`` structure index of each atom.
+            compute_forces: return ``forces = -dE/dx``.
+            compute_stress: return ``stress = (1/V) dE/dε`` and ``virial`` (3-D periodic only).
+            compute_attention: return ``attention_<s>`` ``(n_edges_s, heads)`` and
+                ``edges_<s>`` ``(n_edges_s,)`` (indices into ``edge_index``) per layer.
+
+        Returns:
+            ``energy`` ``(n_graphs,)``, ``node_energy`` ``(n_atoms,)``, ``layer_energy``
+            ``(n_atoms, n_layers)``, and ``forces`` ``(n_atoms, 3)``, ``stress``/``virial``
+            ``(n_graphs, 3, 3)`` when asked for.
+        """
+        positions = data[keys.POSITIONS]
+        cell = data[keys.CELL]
+        batch = data[keys.BATCH]
+        species = data[keys.SPECIES]
+        edge_index = data[keys.EDGE_INDEX]
+        num_graphs = cell.shape[0]
+        order = torch.argsort(edge_index[0], stable=True)  # edges sorted by centre atom
+        receivers, senders = edge_index[0].index_select(0, order), edge_index[1].index_select(0, order)
+
+        if compute_forces and not positions.requires_grad:
+            positions.requires_grad_(True)
+        strain = torch.zeros(num_graphs, 3, 3, dtype=positions.dtype, device=positions.device)
+        if compute_stress:
+            strain.requires_grad_(True)
+            sym = 0.5 * (strain + strain.transpose(1, 2))
+            positions = positions + torch.bmm(positions.unsqueeze(1), sym.index_select(0, batch)).squeeze(1)
+            cell = cell + torch.bmm(cell, sym)
+
+        edge_batch = batch.index_select(0, receivers)
+        offsets = torch.bmm(
+            data[keys.SHIFTS].index_select(0, order).unsqueeze(1), cell.index_select(0, edge_batch)
+        ).squeeze(1)
+        vectors = positions.index_select(0, senders) - positions.index_select(0, receivers) + offsets
+        lengths = torch.linalg.norm(vectors, dim=1)  # (n_edges,)
+        sh = self.spherical_harmonics(vectors)  # (n_edges, irreps_sh.dim)
+
+        onehot = torch.nn.functional.one_hot(species, self.num_species).to(positions.dtype)
+        h = self.embedding(onehot)
+        layer_energies: List[torch.Tensor] = []
+        out: Dict[str, torch.Tensor] = {}
+        s = 0
+        for layer, readout in zip(self.layers, self.readouts):
+            selected = torch.nonzero(lengths < self.cutoffs[s]).squeeze(-1)  # this layer's edges
+            h, alpha = layer(
+                h,
+                species,
+                onehot,
+                lengths.index_select(0, selected),
+                sh.index_select(0, selected),
+                senders.index_select(0, selected),
+                receivers.index_select(0, selected),
+            )
+            layer_energies.append(readout(h))
+            if compute_attention:
+                out["attention_" + str(s)] = alpha.detach()
+                out["edges_" + str(s)] = order.index_select(0, selected)
+            s += 1
+
+        layer_energy = self.scale * torch.stack(layer_energies, dim=1)  # (n_atoms, n_layers)
+        node_energy = self.e0s.index_select(0, species) + self.shift + layer_energy.sum(dim=1)
+        energy = torch.zeros(num_graphs, dtype=node_energy.dtype, device=node_energy.device)
+        energy = energy.index_add(0, batch, node_energy)
+        out[keys.ENERGY] = energy
+        out[keys.NODE_ENERGY] = node_energy
+        out[keys.LAYER_ENERGY] = layer_energy
+
+        if compute_forces or compute_stress:
+            inputs: List[torch.Tensor] = [data[keys.POSITIONS]]
+            if compute_stress:
+                inputs.append(strain)
+            grads = torch.autograd.grad([energy.sum()], inputs, create_graph=self.training, allow_unused=True)
+            if compute_forces:
+                g = grads[0]
+                out[keys.FORCES] = -g if g is not None else torch.zeros_like(positions)
+            if compute_stress:
+                g = grads[-1]
+                d_strain = g if g is not None else torch.zeros_like(strain)
+                volume = torch.linalg.det(data[keys.CELL]).abs().view(-1, 1, 1)
+                out[keys.VIRIAL] = -d_strain
+                out[keys.STRESS] = d_strain / volume
+        return out
+
+
+def build_model(
+    preset: Optional[str] = "attention",
+    species=None,
+    cutoffs=None,
+    *,
+    config: Optional[ModelConfig] = None,
+    dtype: torch.dtype = torch.float64,
+    seed: Optional[int] = None,
+    **overrides,
+) -> AttnMACE:
+    """Build an (untrained) AttnMACE model.
+
+    Args:
+        preset: ``"attention"`` (16 channels, 4 heads, L=3, 3 layers) or ``"baseline"`` (64
+            channels, no attention, L=3, 3 layers), matching Table 1 of Norwood et al.; ``None``
+            uses the :class:`ModelConfig` defaults.
+        species: chemical symbols (or atomic numbers) the model knows, e.g. ``["Li", "C"]``.
+        cutoffs: one cutoff per layer in Å, e.g. ``(3.0, 5.0, 5.0)``; sets the number of layers.
+        config: a complete :class:`ModelConfig` instead of preset/species/overrides.
+        dtype: parameter dtype.
+        seed: seed for the initial weights.
+        **overrides: any :class:`ModelConfig` field (``channels``, ``max_l``, ``heads``,
+            ``correlation``, ``num_radial``, ...).
+
+    Returns:
+        The model in evaluation mode.
+    """
+    if config is None:
+        if cutoffs is not None:
+            overrides["cutoffs"] = tuple(cutoffs)
+        if species is not None:
+            overrides["species"] = tuple(species)
+        config = make_config(preset, **overrides)
+    elif overrides or species is not None or cutoffs is not None:
+        raise ValueError("pass either config= or preset/species/cutoffs/overrides, not both")
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        if seed is not None:
+            with torch.random.fork_rng():
+                torch.manual_seed(seed)
+                model = AttnMACE(config)
+        else:
+            model = AttnMACE(config)
+    finally:
+        torch.set_default_dtype(previous)
+    return model.to(dtype).eval()
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,22 @@
+"""Building blocks of AttnMACE, one concept per file."""
+
+from .aggregation import SumAggregation
+from .attention import AttentionAggregation, smooth_attention
+from .cutoff import PolynomialEnvelope
+from .interaction import InteractionBlock
+from .product import SymmetricContraction
+from .radial import BesselBasis, RadialEmbedding
+from .readout import LinearReadout, MLPReadout
+
+__all__ = [
+    "AttentionAggregation",
+    "BesselBasis",
+    "InteractionBlock",
+    "LinearReadout",
+    "MLPReadout",
+    "PolynomialEnvelope",
+    "RadialEmbedding",
+    "SumAggregation",
+    "SymmetricContraction",
+    "smooth_attention",
+]

@@ -1,0 +1,181 @@
+"""Geometric multi-head attention over a layer's neighbourhood: Eqs. (5) and (6) of Norwood et al.
+
+Logits are equivariant inner products between a query of the centre atom and a key of the edge
+embedding, ``⟨W_Q,μ h_i, W_K,μ φ_ij⟩ / sqrt(d)``, so the weights are invariant. Each head ``μ``
+weighs the edge embeddings with its own weights; the heads' sums are concatenated, so the
+aggregate has ``heads × channels`` channels (the paper's footnote 1), and the linear map ``W`` of
+Eq. (6) in the interaction block projects them back to ``channels``.
+
+Two changes make the mechanism usable for molecular dynamics:
+
+* **Smooth at the cutoff.** Each neighbour enters the normalisation with its cutoff envelope
+  ``u(r_ij)``:  ``D_i,μ = Σ_p u_ip exp(l_ip,μ) / Σ_p u_ip``. A neighbour crossing the cutoff has
+  ``u = u' = u'' = 0``, so ``D`` and therefore energy and forces change continuously.
+* **Reduces to MACE.** Edge ``j`` is multiplied by ``m_ij,μ = exp(l_ij,μ) / D_i,μ``. With all
+  logits of an atom equal, ``m_ij = 1`` exactly and every head's sum is the plain sum of
+  Eq. (2), coordination number included. The reported attention weights are the smooth softmax
+  ``α_ij,μ = u_ij exp(l_ij,μ) / Σ_p u_ip exp(l_ip,μ)``, which sum to one over each neighbourhood;
+  the multiplier is ``m_ij,μ = α_ij,μ · Σ_p u_ip / u_ij``.
+
+The key projection is applied on the nodes: ``⟨q_i, W_K φ_ij⟩ = ⟨W_K^T q_i, φ_ij⟩``, and
+``W_K^T`` is itself an equivariant linear map, parametrised directly. This evaluates the same
+function as Eq. (5) without a per-edge linear layer. Logits and weighted sums are batched matrix
+products over padded neighbourhoods, so no ``(n_edges, heads, dim)`` tensor is formed.
+"""
+
+import math
+from typing import List, Tuple
+
+import torch
+from e3nn import o3
+
+from ._irreps import natural_irreps
+
+
+@torch.jit.script
+def smooth_attention(
+    logits: torch.Tensor, envelope: torch.Tensor, receivers: torch.Tensor, num_nodes: int
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Envelope-weighted attention normalisation.
+
+    Args:
+        logits: shape ``(n_edges, heads)``.
+        envelope: ``u(r_ij)``, shape ``(n_edges,)``.
+        receivers: centre atom of each edge, shape ``(n_edges,)``.
+        num_nodes: number of atoms.
+
+    Returns:
+        ``multiplier`` (applied to ``φ_ij``) and ``alpha`` (the normalised attention weights,
+        summing to one over each neighbourhood), both of shape ``(n_edges, heads)``.
+    """
+    heads = logits.shape[1]
+    # shift by the per-centre maximum for numerical range; cancels exactly in the ratio below
+    shift = torch.zeros(num_nodes, heads, dtype=logits.dtype, device=logits.device)
+    shift = shift.scatter_reduce(
+        0, receivers.unsqueeze(-1).expand(-1, heads), logits.detach(), reduce="amax", include_self=False
+    )
+    e = torch.exp(logits - shift.index_select(0, receivers))  # (n_edges, heads)
+    u = envelope.unsqueeze(-1)  # (n_edges, 1)
+    weighted = torch.zeros(num_nodes, heads, dtype=logits.dtype, device=logits.device)
+    weighted = weighted.index_add(0, receivers, u * e)  # Σ_p u e
+    count = torch.zeros(num_nodes, 1, dtype=logits.dtype, device=logits.device)
+    count = count.index_add(0, receivers, u)  # smooth neighbour count Σ_p u
+    has = count > 0
+    safe_count = torch.where(has, count, torch.ones_like(count))
+    mean = torch.where(has, weighted / safe_count, torch.ones_like(weighted)).clamp_min(1e-30)
+    multiplier = e / mean.index_select(0, receivers)
+    alpha = u * multiplier / safe_count.index_select(0, receivers)
+    return multiplier, alpha
+
+
+@torch.jit.script
+def neighbourhood_slots(receivers: torch.Tensor, num_nodes: int) -> Tuple[torch.Tensor, int]:
+    """Flat index ``i * K + slot`` of each edge in a padded ``(n_atoms, K)`` neighbourhood table.
+
+    ``receivers`` must be sorted. Returns the index ``(n_edges,)`` and ``K``, the largest
+    neighbour count.
+    """
+    counts = torch.bincount(receivers, minlength=num_nodes)
+    width = int(counts.max()) if num_nodes > 0 and receivers.numel() > 0 else 0
+    start = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(receivers.shape[0], device=receivers.device) - start.index_select(0, receivers)
+    return receivers * width + slot, width
+
+
+class AttentionAggregation(torch.nn.Module):
+    """Multi-head attention-weighted aggregation (Eqs. 5-6), a drop-in for ``SumAggregation``.
+
+    Args:
+        irreps_edge: irreps of ``φ_ij`` (``channels`` channels per path).
+        irreps_node: irreps of the centre's features ``h_i`` (the query input).
+        heads: number of heads μ.
+        attn_channels: channels per ``l`` of each head's query/key space.
+        attn_max_l: maximum ``l`` of the query/key space.
+
+    ``irreps_out`` has ``heads × channels`` channels per path: head ``μ`` fills channels
+    ``μ·channels .. (μ+1)·channels - 1``. Edges must be sorted by centre atom.
+    """
+
+    heads: int
+    scale: float
+    dim: int
+
+    def __init__(
+        self,
+        irreps_edge: o3.Irreps,
+        irreps_node: o3.Irreps,
+        heads: int,
+        attn_channels: int = 8,
+        attn_max_l: int = 1,
+    ):
+        super().__init__()
+        self.irreps_in = o3.Irreps(irreps_edge)
+        if heads < 1:
+            raise ValueError(f"heads must be positive, got {heads}")
+        self.heads = heads
+        self.dim = self.irreps_in.dim
+        self.irreps_out = o3.Irreps([(mul * heads, ir) for mul, ir in self.irreps_in])
+        edge_irs = {ir for _, ir in self.irreps_in}
+        node_irs = {ir for _, ir in o3.Irreps(irreps_node)}
+        # the query/key space: natural-parity irreps present in both h_i and φ_ij
+        qk = [(m, ir) for m, ir in natural_irreps(attn_max_l, attn_channels) if ir in node_irs and ir in edge_irs]
+        self.irreps_qk = o3.Irreps(qk)
+        self.scale = 1.0 / math.sqrt(self.irreps_qk.dim)
+        # W_Q for all heads at once: h -> heads x qk
+        self.query = o3.Linear(irreps_node, o3.Irreps(qk * heads))
+        # W_K^T, block-diagonal over heads: (heads x qk) -> (heads x φ)
+        n_qk, n_edge = len(self.irreps_qk), len(self.irreps_in)
+        instructions = [
+            (mu * n_qk + a, mu * n_edge + b)
+            for mu in range(heads)
+            for a, (_, ir_a) in enumerate(self.irreps_qk)
+            for b, (_, ir_b) in enumerate(self.irreps_in)
+            if ir_a == ir_b
+        ]
+        self.key_t = o3.Linear(
+            o3.Irreps(qk * heads), o3.Irreps(list(self.irreps_in) * heads), instructions=instructions
+        )
+        # (heads, dim) head-major -> e3nn layout of irreps_out (each path: heads*channels x 2l+1)
+        perm: List[int] = []
+        start = 0
+        for mul, ir in self.irreps_in:
+            block = mul * ir.dim
+            for mu in range(heads):
+                perm.extend(range(mu * self.dim + start, mu * self.dim + start + block))
+            start += block
+        self.register_buffer("perm", torch.tensor(perm, dtype=torch.long))
+
+    def forward(
+        self,
+        phi: torch.Tensor,
+        h: torch.Tensor,
+        receivers: torch.Tensor,
+        envelope: torch.Tensor,
+        num_nodes: int,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Attention-weighted sums of edge embeddings onto their centre atoms, one per head.
+
+        Args:
+            phi: edge embeddings, shape ``(n_edges, irreps_edge.dim)``.
+            h: node features, shape ``(n_atoms, irreps_node.dim)``.
+            receivers: centre atom ``i`` of each edge (sorted), shape ``(n_edges,)``.
+            envelope: cutoff envelope ``u(r_ij)`` of this layer, shape ``(n_edges,)``.
+            num_nodes: number of atoms.
+
+        Returns:
+            The aggregate ``(n_atoms, irreps_out.dim)`` and the attention weights ``α``
+            ``(n_edges, heads)``.
+        """
+        flat, width = neighbourhood_slots(receivers, num_nodes)
+        padded = phi.new_zeros(num_nodes * width, self.dim).index_copy(0, flat, phi)
+        padded = padded.view(num_nodes, width, self.dim)  # (n_atoms, K, dim)
+        g = self.key_t(self.query(h)).view(num_nodes, self.heads, self.dim)  # W_K^T q_i
+        logits = torch.bmm(padded, g.transpose(1, 2)) * self.scale  # (n_atoms, K, heads)
+        logits = logits.reshape(num_nodes * width, self.heads).index_select(0, flat)  # (n_edges, heads)
+        multiplier, alpha = smooth_attention(logits, envelope, receivers, num_nodes)
+        mult = multiplier.new_zeros(num_nodes * width, self.heads).index_copy(0, flat, multiplier)
+        out = torch.bmm(mult.view(num_nodes, width, self.heads).transpose(1, 2), padded)  # (n_atoms, heads, dim)
+        return out.reshape(num_nodes, self.heads * self.dim).index_select(1, self.perm), alpha
+
+    def extra_repr(self) -> str:
+        return f"heads={self.heads}, qk={self.irreps_qk}"

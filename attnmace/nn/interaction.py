@@ -1,0 +1,131 @@
+"""One AttnMACE layer: edge embedding (Eq. 1), aggregation (Eq. 2 or 5-6), product basis (Eq. 3).
+
+The block receives its radial embedding, aggregation and product modules ready-made, so the
+plain and the attention variants differ only in the aggregation module they are given.
+"""
+
+from typing import List, Tuple
+
+import torch
+from e3nn import nn as enn
+from e3nn import o3
+
+from ._irreps import block_dims, from_channel_major, to_channel_major
+from .radial import RadialEmbedding
+
+
+def edge_irreps(irreps_node: o3.Irreps, irreps_sh: o3.Irreps, irreps_target: o3.Irreps):
+    """Output irreps and ``uvu`` instructions of the channel-wise tensor product of Eq. (1).
+
+    Keeps every path ``l1 ⊗ l2 -> l3`` whose output irrep appears in ``irreps_target``.
+    """
+    targets = {ir for _, ir in irreps_target}
+    irreps_mid, instructions = [], []
+    for i, (mul, ir_in) in enumerate(irreps_node):
+        for j, (_, ir_sh) in enumerate(irreps_sh):
+            for ir_out in ir_in * ir_sh:
+                if ir_out in targets:
+                    instructions.append((i, j, len(irreps_mid), "uvu", True))
+                    irreps_mid.append((mul, ir_out))
+    return o3.Irreps(irreps_mid), instructions
+
+
+class InteractionBlock(torch.nn.Module):
+    """One message-passing layer of AttnMACE with its own cutoff.
+
+    Args:
+        irreps_in: node features ``h^(s)`` entering the layer.
+        irreps_sh: spherical harmonics of the edge directions.
+        channels: feature channels ``k``.
+        radial: radial embedding with this layer's cutoff.
+        radial_mlp: hidden sizes of the radial MLP ``R``.
+        aggregation: sums the edge embeddings per atom (plain or attention-weighted); its
+            ``irreps_in`` must be the edge embedding's irreps.
+        product: symmetric contraction producing ``B``.
+        irreps_out: node features ``h^(s+1)`` leaving the layer.
+        num_species: number of elements (element-dependent residual).
+        avg_num_neighbors: normalisation of the aggregated sum.
+    """
+
+    channels: int
+    avg_num_neighbors: float
+    a_dims: List[int]
+    b_dims: List[int]
+
+    def __init__(
+        self,
+        irreps_in: o3.Irreps,
+        irreps_sh: o3.Irreps,
+        channels: int,
+        radial: RadialEmbedding,
+        radial_mlp: Tuple[int, ...],
+        aggregation: torch.nn.Module,
+        product: torch.nn.Module,
+        irreps_out: o3.Irreps,
+        num_species: int,
+        avg_num_neighbors: float,
+    ):
+        super().__init__()
+        self.irreps_in = o3.Irreps(irreps_in)
+        self.irreps_out = o3.Irreps(irreps_out)
+        self.channels = channels
+        self.avg_num_neighbors = float(avg_num_neighbors)
+        self.radial = radial
+        self.linear_up = o3.Linear(self.irreps_in, self.irreps_in)
+        irreps_a = product.irreps_in
+        irreps_mid, instructions = edge_irreps(self.irreps_in, o3.Irreps(irreps_sh), irreps_a)
+        self.tp = o3.TensorProduct(
+            self.irreps_in, irreps_sh, irreps_mid, instructions, shared_weights=False, internal_weights=False
+        )
+        # R(r): one weight per path and channel
+        self.radial_mlp = enn.FullyConnectedNet(
+            [radial.num_basis, *radial_mlp, self.tp.weight_numel], torch.nn.functional.silu
+        )
+        if aggregation.irreps_in != irreps_mid:
+            raise ValueError(f"aggregation expects {aggregation.irreps_in}, edge embedding gives {irreps_mid}")
+        self.aggregation = aggregation
+        # W of Eqs. (2)/(6): the (concatenated heads') aggregate -> channels of A
+        self.linear = o3.Linear(aggregation.irreps_out, irreps_a)
+        self.product = product
+        self.a_dims = block_dims(irreps_a)
+        self.b_dims = block_dims(product.irreps_out)
+        self.linear_out = o3.Linear(product.irreps_out, self.irreps_out)
+        species_irreps = o3.Irreps(f"{num_species}x0e")
+        self.skip = o3.FullyConnectedTensorProduct(self.irreps_in, species_irreps, self.irreps_out)
+
+    def forward(
+        self,
+        h: torch.Tensor,
+        species: torch.Tensor,
+        species_onehot: torch.Tensor,
+        lengths: torch.Tensor,
+        sh: torch.Tensor,
+        senders: torch.Tensor,
+        receivers: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Update node features with one layer.
+
+        Args:
+            h: node features, ``(n_atoms, irreps_in.dim)``.
+            species: element index, ``(n_atoms,)``.
+            species_onehot: ``(n_atoms, num_species)``.
+            lengths: edge lengths ``|r_ij|`` of this layer's edges, ``(n_edges,)``.
+            sh: spherical harmonics of the edge directions, ``(n_edges, irreps_sh.dim)``.
+            senders: neighbour ``j`` of each edge, ``(n_edges,)``.
+            receivers: centre ``i`` of each edge, sorted, ``(n_edges,)``.
+
+        Returns:
+            New node features ``(n_atoms, irreps_out.dim)`` and attention weights
+            ``(n_edges, heads)`` (``(n_edges, 0)`` without attention).
+        """
+        num_nodes = h.shape[0]
+        residual = self.skip(h, species_onehot)
+        basis, envelope = self.radial(lengths)  # (n_edges, num_basis), (n_edges,)
+        weights = self.radial_mlp(basis)  # (n_edges, num_paths * channels)
+        h_up = self.linear_up(h)
+        phi = self.tp(h_up.index_select(0, senders), sh, weights)  # (n_edges, irreps_mid.dim)
+        aggregated, alpha = self.aggregation(phi, h, receivers, envelope, num_nodes)
+        a = self.linear(aggregated) / self.avg_num_neighbors  # A_i, Eq. (2)/(6)
+        b = self.product(to_channel_major(a, self.channels, self.a_dims), species)  # B_i, Eq. (3)
+        out = self.linear_out(from_channel_major(b, self.b_dims)) + residual
+        return out, alpha

@@ -1,0 +1,1 @@
+"""Training subpackage (see the training issue)."""

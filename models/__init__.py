@@ -1,0 +1,1 @@
+"""Shipped attnmace models (TorchScript files), installed as package data ``attnmace.models``."""

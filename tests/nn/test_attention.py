@@ -1,0 +1,87 @@
+"""Geometric attention (Eqs. 5-6): normalisation, reduction to the plain sum, invariance."""
+
+import torch
+from e3nn import o3
+
+from attnmace.nn import AttentionAggregation, SumAggregation, smooth_attention
+from attnmace.nn.interaction import edge_irreps
+
+
+def _neighbourhoods():
+    receivers = torch.tensor([0, 0, 0, 1, 1, 2, 3, 3, 3, 3])
+    envelope = torch.tensor([1.0, 0.6, 0.0, 0.9, 0.2, 0.5, 0.3, 0.8, 1.0, 0.05], dtype=torch.float64)
+    return receivers, envelope
+
+
+def test_equal_logits_give_plain_sum():
+    receivers, envelope = _neighbourhoods()
+    for value in (0.0, 3.7, -12.0):
+        logits = torch.full((10, 3), value, dtype=torch.float64)
+        multiplier, alpha = smooth_attention(logits, envelope, receivers, 5)
+        assert torch.allclose(multiplier, torch.ones_like(multiplier), atol=1e-14)
+
+
+def test_weights_are_envelope_softmax():
+    receivers, envelope = _neighbourhoods()
+    logits = torch.randn(10, 2, dtype=torch.float64) * 3
+    _, alpha = smooth_attention(logits, envelope, receivers, 5)
+    sums = torch.zeros(5, 2, dtype=torch.float64).index_add(0, receivers, alpha)
+    assert torch.allclose(sums[:4], torch.ones(4, 2, dtype=torch.float64))
+    assert torch.all(sums[4] == 0)  # atom 4 has no neighbours
+    assert torch.all(alpha[2] == 0)  # a neighbour at the cutoff has no weight
+    for i in range(4):
+        m = receivers == i
+        w = envelope[m, None] * torch.exp(logits[m])
+        assert torch.allclose(alpha[m], w / w.sum(0))
+
+
+def test_large_logits_are_stable():
+    receivers, envelope = _neighbourhoods()
+    logits = torch.randn(10, 2, dtype=torch.float32) * 200
+    multiplier, alpha = smooth_attention(logits, envelope.float(), receivers, 5)
+    assert torch.isfinite(multiplier).all() and torch.isfinite(alpha).all()
+
+
+def _aggregation(heads=3):
+    node = o3.Irreps("4x0e+4x1o")
+    sh = o3.Irreps("0e+1o+2e")
+    irreps_edge, _ = edge_irreps(node, sh, o3.Irreps("4x0e+4x1o+4x2e"))
+    return node, irreps_edge, AttentionAggregation(irreps_edge, node, heads, attn_channels=3, attn_max_l=1).double()
+
+
+def test_zero_query_reduces_to_sum_for_every_head():
+    torch.manual_seed(0)
+    node, irreps_edge, attn = _aggregation()
+    receivers, envelope = _neighbourhoods()
+    phi = torch.randn(10, irreps_edge.dim, dtype=torch.float64)
+    h = torch.randn(5, node.dim, dtype=torch.float64)
+    with torch.no_grad():
+        attn.query.weight.zero_()
+    out, alpha = attn(phi, h, receivers, envelope, 5)
+    plain, _ = SumAggregation(irreps_edge)(phi, h, receivers, envelope, 5)
+    assert out.shape == (5, 3 * irreps_edge.dim) and alpha.shape == (10, 3)
+    # every head's channel block equals the plain sum
+    start = 0
+    for mul, ir in irreps_edge:
+        block = out[:, 3 * start : 3 * (start + mul * ir.dim)].reshape(5, 3, mul * ir.dim)
+        expected = plain[:, start : start + mul * ir.dim]
+        for mu in range(3):
+            assert torch.allclose(block[:, mu], expected, atol=1e-12)
+        start += mul * ir.dim
+
+
+def test_attention_weights_invariant_and_output_equivariant():
+    torch.manual_seed(1)
+    node, irreps_edge, attn = _aggregation()
+    receivers, envelope = _neighbourhoods()
+    phi = torch.randn(10, irreps_edge.dim, dtype=torch.float64)
+    h = torch.randn(5, node.dim, dtype=torch.float64)
+    out, alpha = attn(phi, h, receivers, envelope, 5)
+    for rot in (o3.rand_matrix().double(), -torch.eye(3, dtype=torch.float64)):
+        d_edge = irreps_edge.D_from_matrix(rot)
+        d_node = node.D_from_matrix(rot)
+        d_out = attn.irreps_out.D_from_matrix(rot)
+        out_r, alpha_r = attn(phi @ d_edge.T, h @ d_node.T, receivers, envelope, 5)
+        assert torch.allclose(alpha_r, alpha, atol=1e-12)
+        assert torch.allclose(out_r, out @ d_out.T, atol=1e-12)
+    assert not torch.allclose(alpha[:, 0], alpha[:, 1])  # heads differ

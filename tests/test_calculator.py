@@ -1,0 +1,135 @@
+"""The ASE calculator: finite differences, boundary conditions, dtypes, attention, errors."""
+
+import numpy as np
+import pytest
+import torch
+from ase.calculators.calculator import PropertyNotImplementedError
+from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
+from ase.filters import FrechetCellFilter
+from helpers import cluster, diamond, slab, tiny_model, triclinic
+
+from attnmace import AttnMACECalculator, export_model, shipped_models
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("calc") / "tiny.pt"
+    export_model(tiny_model(2), path)
+    return path
+
+
+def test_forces_match_finite_differences(structure, model_file):
+    structure.calc = AttnMACECalculator(model_file, device="cpu")
+    forces = structure.get_forces()
+    numerical = calculate_numerical_forces(structure, eps=1e-4)
+    assert np.abs(forces - numerical).max() < 1e-5
+    assert np.abs(forces).max() > 1e-3  # not trivially zero
+
+
+@pytest.mark.parametrize("make", [diamond, triclinic])
+def test_stress_matches_finite_differences(make, model_file):
+    atoms = make()
+    atoms.calc = AttnMACECalculator(model_file)
+    stress = atoms.get_stress()
+    numerical = calculate_numerical_stress(atoms, eps=1e-5)
+    assert np.abs(stress - numerical).max() < 1e-5
+    assert np.abs(stress).max() > 1e-4
+
+
+def test_frechet_cell_filter_gradients(model_file):
+    """Generalised forces of FrechetCellFilter are minus the gradient of its energy."""
+    atoms = triclinic()
+    atoms.calc = AttnMACECalculator(model_file)
+    filt = FrechetCellFilter(atoms)
+    x0 = filt.get_positions().copy()
+    forces = filt.get_forces()
+    eps = 1e-5
+    numerical = np.zeros_like(x0)
+    for a in range(len(x0)):
+        for c in range(3):
+            e = []
+            for sign in (1, -1):
+                x = x0.copy()
+                x[a, c] += sign * eps
+                filt.set_positions(x)
+                e.append(filt.get_potential_energy())
+            numerical[a, c] = -(e[0] - e[1]) / (2 * eps)
+    filt.set_positions(x0)
+    assert np.abs(forces - numerical).max() < 1e-5
+
+
+def test_properties_and_layer_energies(model_file):
+    atoms = diamond()
+    atoms.calc = AttnMACECalculator(model_file)
+    energy = atoms.get_potential_energy()
+    assert atoms.get_potential_energy(force_consistent=True) == energy
+    assert np.isclose(atoms.get_potential_energies().sum(), energy)
+    layer = atoms.calc.results["layer_energies"]
+    assert layer.shape == (2,) and atoms.calc.results["atomic_layer_energies"].shape == (8, 2)
+    assert np.isclose(layer.sum() + len(atoms) * 0.0, energy)  # E0 = shift = 0 for this model
+
+
+def test_slab_and_molecule_have_no_stress(model_file):
+    for atoms in (slab(), cluster()):
+        atoms.calc = AttnMACECalculator(model_file)
+        assert np.isfinite(atoms.get_forces()).all()
+        with pytest.raises(PropertyNotImplementedError, match="3-D periodic"):
+            atoms.get_stress()
+
+
+def test_float32_close_to_float64(model_file):
+    atoms = diamond()
+    f64 = AttnMACECalculator(model_file, dtype="float64")
+    f32 = AttnMACECalculator(model_file, dtype="float32")
+    e64, e32 = f64.get_potential_energy(atoms), f32.get_potential_energy(atoms)
+    assert abs(e64 - e32) < 1e-4 * max(1.0, abs(e64))
+    assert np.abs(f64.get_forces(atoms) - f32.get_forces(atoms)).max() < 1e-4
+    with pytest.raises(ValueError, match="dtype"):
+        AttnMACECalculator(model_file, dtype="float16")
+
+
+def test_eager_model_gives_same_results_and_is_not_modified(model_file):
+    model = tiny_model(2)
+    atoms = diamond()
+    eager = AttnMACECalculator(model, dtype="float32")
+    scripted = AttnMACECalculator(model_file)
+    assert next(model.parameters()).dtype == torch.float64  # the caller's model was not cast
+    assert abs(eager.get_potential_energy(atoms) - scripted.get_potential_energy(atoms)) < 1e-4
+
+
+def test_get_attention(model_file):
+    atoms = diamond()
+    calc = AttnMACECalculator(model_file)
+    layers = calc.get_attention(atoms)
+    assert len(layers) == 2
+    for layer, cutoff in zip(layers, (2.2, 3.0)):
+        assert layer["weights"].shape == (len(layer["i"]), 2)
+        assert layer["distance"].max() < cutoff
+        sums = np.zeros((len(atoms), 2))
+        np.add.at(sums, layer["i"], layer["weights"])
+        assert np.allclose(sums, 1.0)
+    assert len(layers[1]["i"]) > len(layers[0]["i"])  # the larger cutoff sees more neighbours
+
+
+def test_get_attention_without_heads(tmp_path):
+    path = export_model(tiny_model(0), tmp_path / "plain.pt")
+    with pytest.raises(ValueError, match="no attention heads"):
+        AttnMACECalculator(path).get_attention(diamond())
+
+
+def test_bad_inputs_raise_clear_errors(model_file):
+    calc = AttnMACECalculator(model_file)
+    atoms = diamond()
+    atoms.numbers[0] = 3
+    with pytest.raises(ValueError, match=r"\['Li'\] at atom indices \[0\]"):
+        calc.get_potential_energy(atoms)
+    atoms = diamond()
+    atoms.positions[1] = np.nan
+    with pytest.raises(ValueError, match="not finite"):
+        calc.get_forces(atoms)
+
+
+def test_unknown_model_name_lists_shipped_models():
+    with pytest.raises(FileNotFoundError, match="shipped models: "):
+        AttnMACECalculator("no-such-model.pt")
+    assert isinstance(shipped_models(), list)

@@ -1,0 +1,111 @@
+"""TorchScript export: round trip, metadata, versioning and bad files."""
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from helpers import cluster, diamond, tiny_model
+
+from attnmace import __version__, export_model, keys, load_model, read_metadata, rebuild_eager
+from attnmace.export import FORMAT_VERSION, METADATA_FILE
+from attnmace.graph import atoms_to_graph
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    path = tmp_path_factory.mktemp("export") / "tiny.pt"
+    export_model(tiny_model(2, species=("Li", "C")), path)
+    return path
+
+
+def test_round_trip_equals_eager(exported):
+    model = tiny_model(2, species=("Li", "C"))
+    scripted = load_model(exported)
+    atoms = diamond()
+    atoms.numbers[:2] = 3
+    data = atoms_to_graph(atoms, (3, 6), model.r_max)
+    eager = model(dict(data), compute_forces=True, compute_stress=True, compute_attention=True)
+    loaded = scripted(dict(data), compute_forces=True, compute_stress=True, compute_attention=True)
+    assert set(eager) == set(loaded)
+    for key in eager:
+        assert torch.allclose(eager[key].double(), loaded[key].double(), rtol=1e-12, atol=1e-12), key
+
+
+def test_loaded_model_casts_to_float32(exported):
+    scripted = load_model(exported).to(torch.float32)
+    data = atoms_to_graph(cluster(), (3, 6), 3.0, dtype=torch.float32)
+    out = scripted(data)
+    assert out[keys.ENERGY].dtype == torch.float32 and torch.isfinite(out[keys.FORCES]).all()
+
+
+def test_metadata(exported):
+    meta = read_metadata(exported)
+    assert meta["format_version"] == FORMAT_VERSION
+    assert meta["attnmace_version"] == __version__
+    assert meta["torch_version"] == torch.__version__
+    assert meta["species"] == ["Li", "C"] and meta["atomic_numbers"] == [3, 6]
+    assert meta["cutoffs"] == [2.2, 3.0] and meta["r_max"] == 3.0
+    assert meta["units"]["energy"] == "eV" and meta["dtype"] == "float64"
+    assert meta["config"]["heads"] == 2 and meta["config"]["channels"] == 4
+
+
+def test_rebuild_eager_has_same_weights(exported):
+    model = rebuild_eager(exported)
+    ref = tiny_model(2, species=("Li", "C"))
+    for (name, p), (_, q) in zip(model.state_dict().items(), ref.state_dict().items()):
+        assert torch.equal(p, q), name
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no model file"):
+        load_model(tmp_path / "nope.pt")
+
+
+def test_not_a_model(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"this is not a model")
+    with pytest.raises(ValueError, match="not an attnmace model"):
+        load_model(bad)
+    plain = tmp_path / "plain.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(plain))
+    with pytest.raises(ValueError, match="not an attnmace model"):
+        load_model(plain)
+
+
+def test_truncated_file(exported, tmp_path):
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(exported.read_bytes()[: exported.stat().st_size // 2])
+    with pytest.raises(ValueError, match="not an attnmace model|not a readable|could not be loaded"):
+        load_model(cut)
+
+
+def _rewrite_metadata(src, dst, change):
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename.endswith(METADATA_FILE):
+                meta = json.loads(data)
+                change(meta)
+                data = json.dumps(meta).encode()
+            zout.writestr(item, data)
+
+
+def test_newer_format_is_refused(exported, tmp_path):
+    newer = tmp_path / "newer.pt"
+    _rewrite_metadata(exported, newer, lambda m: m.update(format_version=FORMAT_VERSION + 1, attnmace_version="9.0"))
+    with pytest.raises(ValueError, match=r"written by attnmace 9.0 in file format 2.*upgrade"):
+        load_model(newer)
+
+
+def test_export_needs_eager_model(exported):
+    with pytest.raises(TypeError, match="eager AttnMACE"):
+        export_model(load_model(exported), exported.parent / "again.pt")
+
+
+def test_export_is_atomic(tmp_path):
+    path = tmp_path / "m.pt"
+    export_model(tiny_model(), path)
+    assert path.is_file() and not list(tmp_path.glob("*.tmp"))
+    assert np.isfinite(read_metadata(path)["r_max"])

@@ -1,0 +1,201 @@
+"""Physics of the model (METHOD.md section 5): symmetry, gradients, smoothness, extensivity."""
+
+import numpy as np
+import pytest
+import torch
+from ase.build import make_supercell
+from helpers import cluster, diamond, random_rotation, tiny_model, triclinic
+
+from attnmace import build_model, count_parameters, keys
+from attnmace.graph import atoms_to_graph
+
+
+def evaluate(model, atoms, stress=False):
+    data = atoms_to_graph(atoms, model.config.atomic_numbers, model.r_max)
+    out = model(data, compute_forces=True, compute_stress=stress)
+    return {k: v.detach().numpy() for k, v in out.items()}
+
+
+def rel(a, b):
+    return np.abs(np.asarray(a) - np.asarray(b)).max() / max(np.abs(np.asarray(b)).max(), 1e-12)
+
+
+@pytest.mark.parametrize("heads", [0, 2])
+def test_rotation_reflection_translation(structure, heads):
+    model = tiny_model(heads)
+    ref = evaluate(model, structure)
+    for improper in (False, True):
+        rot = random_rotation(5) * (-1.0 if improper else 1.0)
+        moved = structure.copy()
+        moved.positions = structure.positions @ rot.T + np.array([0.3, -1.2, 2.5])
+        moved.cell = structure.cell.array @ rot.T
+        out = evaluate(model, moved)
+        assert rel(out[keys.ENERGY], ref[keys.ENERGY]) < 1e-10
+        assert rel(out[keys.FORCES], ref[keys.FORCES] @ rot.T) < 1e-10
+
+
+@pytest.mark.parametrize("heads", [0, 2])
+def test_permutation(structure, heads):
+    model = tiny_model(heads)
+    ref = evaluate(model, structure)
+    perm = np.random.default_rng(0).permutation(len(structure))
+    out = evaluate(model, structure[perm])
+    assert rel(out[keys.ENERGY], ref[keys.ENERGY]) < 1e-10
+    assert rel(out[keys.FORCES], ref[keys.FORCES][perm]) < 1e-10
+    assert rel(out[keys.NODE_ENERGY], ref[keys.NODE_ENERGY][perm]) < 1e-10
+
+
+def test_lattice_vector_change():
+    """The same crystal described by another cell (unimodular transformation, wrapped)."""
+    model = tiny_model()
+    atoms = triclinic()
+    ref = evaluate(model, atoms)
+    other = make_supercell(atoms, [[1, 1, 0], [0, 1, 0], [1, 0, 1]])  # det = 1
+    other.wrap()
+    order = np.lexsort(np.round(atoms.positions, 6).T)
+    out = evaluate(model, other)
+    assert rel(out[keys.ENERGY], ref[keys.ENERGY]) < 1e-10
+    # match atoms by fractional position modulo the lattice
+    frac_ref = atoms.cell.scaled_positions(atoms.positions) % 1.0
+    frac_new = atoms.cell.scaled_positions(other.positions) % 1.0
+    diff = (frac_ref[:, None] - frac_new[None] + 0.5) % 1.0 - 0.5
+    match = np.abs(diff).sum(-1).argmin(axis=1)
+    assert sorted(match) == list(range(len(atoms))), order
+    assert rel(out[keys.FORCES][match], ref[keys.FORCES]) < 1e-10
+
+
+def test_supercell_extensive():
+    model = tiny_model()
+    atoms = diamond()
+    ref = evaluate(model, atoms, stress=True)
+    big = atoms * (2, 1, 2)
+    out = evaluate(model, big, stress=True)
+    assert rel(out[keys.ENERGY], 4 * ref[keys.ENERGY]) < 1e-10
+    assert rel(out[keys.FORCES], np.tile(ref[keys.FORCES], (4, 1))) < 1e-9
+    assert rel(out[keys.STRESS], ref[keys.STRESS]) < 1e-9
+
+
+def test_forces_are_gradient_gradcheck():
+    """Float64 gradcheck of the energy with respect to positions (and forces = -dE/dx)."""
+    model = tiny_model()
+    atoms = cluster()[:6]
+    data = atoms_to_graph(atoms, model.config.atomic_numbers, model.r_max)
+    positions = data[keys.POSITIONS].clone().requires_grad_(True)
+
+    def energy(pos):
+        return model({**data, keys.POSITIONS: pos}, compute_forces=False)[keys.ENERGY]
+
+    assert torch.autograd.gradcheck(energy, (positions,), eps=1e-6, atol=1e-7)
+    forces = model({**data, keys.POSITIONS: positions.detach().clone()})[keys.FORCES]
+    grad = torch.autograd.grad(energy(positions).sum(), positions)[0]
+    assert torch.allclose(forces, -grad, atol=1e-12)
+
+
+def test_layer_energies_sum_to_energy():
+    model = tiny_model()
+    out = evaluate(model, diamond())
+    e0 = model.e0s[0].item() + model.shift.item()
+    assert out[keys.LAYER_ENERGY].shape == (8, 2)
+    assert np.allclose(out[keys.LAYER_ENERGY].sum(1) + e0, out[keys.NODE_ENERGY], atol=1e-12)
+    assert np.isclose(out[keys.NODE_ENERGY].sum(), out[keys.ENERGY][0])
+
+
+@pytest.mark.parametrize("heads", [0, 2])
+@pytest.mark.parametrize("layer_cutoff", [2.2, 3.0])
+def test_smooth_when_neighbour_crosses_cutoff(heads, layer_cutoff):
+    """Energy and forces are continuous as a neighbour crosses each layer's cutoff."""
+    model = tiny_model(heads, cutoffs=(2.2, 3.0))
+    atoms = cluster()[:4]
+    atoms.positions -= atoms.positions[0]
+    direction = np.array([0.3, 0.5, 0.81]) / np.linalg.norm([0.3, 0.5, 0.81])
+    far = atoms[:1].copy()
+    far.positions[0] = 0.0
+
+    def place(r):
+        a = atoms.copy()
+        a += far
+        a.positions[-1] = direction * r  # the last atom sits at distance r from atom 0
+        return a
+
+    # make sure only the pair (0, last) crosses the cutoff in the scanned window
+    energies, forces = [], []
+    radii = layer_cutoff + np.array([-2e-4, -1e-4, -1e-6, 1e-6, 1e-4, 2e-4])
+    for r in radii:
+        a = place(r)
+        d = np.linalg.norm(a.positions[:-1] - a.positions[-1], axis=1)
+        assert np.abs(d[1:] - layer_cutoff).min() > 1e-2
+        out = evaluate(model, a)
+        energies.append(out[keys.ENERGY][0])
+        forces.append(out[keys.FORCES])
+    energies, forces = np.array(energies), np.array(forces)
+    # across the cutoff (2e-6 Å) the energy changes as the local slope predicts: no jump
+    slope = (energies[4] - energies[1]) / (radii[4] - radii[1])
+    jump = energies[3] - energies[2] - slope * (radii[3] - radii[2])
+    assert abs(jump) < 1e-11
+    # forces change across the cutoff no more than over a step of 1e-4 Å inside it
+    assert np.abs(forces[3] - forces[2]).max() <= np.abs(forces[1] - forces[0]).max() + 1e-10
+
+
+def test_presets_match_paper_table_1():
+    """Presets reproduce Table 1's hyperparameters; parameter counts are within 20% of the paper."""
+    base = build_model("baseline", species=["C"])
+    attn = build_model("attention", species=["C"])
+    assert (base.config.channels, base.config.heads, base.config.max_l, base.config.num_layers) == (64, 0, 3, 3)
+    assert (attn.config.channels, attn.config.heads, attn.config.max_l, attn.config.num_layers) == (16, 4, 3, 3)
+    assert abs(count_parameters(base) / 616e3 - 1) < 0.2
+    assert abs(count_parameters(attn) / 163e3 - 1) < 0.2
+    assert count_parameters(attn) < count_parameters(base) / 3
+
+
+def test_full_preset_runs_and_is_equivariant():
+    model = build_model("attention", species=["Li", "C"], cutoffs=(3.0, 4.0, 4.0), seed=1)
+    atoms = cluster()[:8]
+    atoms.numbers[:2] = 3
+    ref = evaluate(model, atoms)
+    rot = random_rotation(3)
+    moved = atoms.copy()
+    moved.positions = atoms.positions @ rot.T
+    out = evaluate(model, moved)
+    assert rel(out[keys.ENERGY], ref[keys.ENERGY]) < 1e-10
+    assert rel(out[keys.FORCES], ref[keys.FORCES] @ rot.T) < 1e-9
+
+
+def test_species_matter():
+    model = tiny_model(species=("Li", "C"))
+    atoms = cluster()
+    e_c = evaluate(model, atoms)[keys.ENERGY]
+    atoms.numbers[0] = 3
+    assert not np.isclose(evaluate(model, atoms)[keys.ENERGY], e_c)
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="unknown preset"):
+        build_model("huge", species=["C"])
+    with pytest.raises(ValueError, match="unknown hyperparameter"):
+        build_model("attention", species=["C"], chanels=3)
+    with pytest.raises(ValueError, match="unknown chemical symbol"):
+        build_model("attention", species=["Cx"])
+    with pytest.raises(ValueError, match="one value per layer"):
+        build_model("attention", species=["C"], cutoffs=(3.0, 4.0), correlation=(3, 3, 3))
+    with pytest.raises(ValueError, match="cutoffs"):
+        build_model("attention", species=["C"], cutoffs=(3.0, -1.0))
+
+
+def test_plain_softmax_would_jump(monkeypatch):
+    """Negative control for the smoothness test: without the envelope the energy jumps."""
+    import attnmace.nn.attention as attention
+
+    model = tiny_model(2, cutoffs=(2.2, 3.0))
+    atoms = cluster()[:4]
+    atoms.positions -= atoms.positions[0]
+    direction = np.array([0.3, 0.5, 0.81]) / np.linalg.norm([0.3, 0.5, 0.81])
+
+    def energy(r):
+        a = atoms.copy()
+        a += atoms[:1]
+        a.positions[-1] = direction * r
+        return evaluate(model, a)[keys.ENERGY][0]
+
+    smooth = attention.smooth_attention
+    monkeypatch.setattr(attention, "smooth_attention", lambda lg, env, rec, n: smooth(lg, torch.ones_like(env), rec, n))
+    assert abs(energy(2.2 + 1e-6) - energy(2.2 - 1e-6)) > 1e-6
