@@ -77,6 +77,8 @@ class ModelConfig:
             raise ValueError(f"cutoffs must be one positive number per layer, got {self.cutoffs}")
         if isinstance(self.correlation, int):
             set_("correlation", (self.correlation,) * n)
+        elif len(self.correlation) == 1:
+            set_("correlation", tuple(self.correlation) * n)
         set_("correlation", tuple(int(c) for c in self.correlation))
         if not self.avg_num_neighbors:
             guess = tuple(4.0 / 3.0 * math.pi * c**3 * _DEFAULT_DENSITY for c in self.cutoffs)

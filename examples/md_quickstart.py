@@ -17,7 +17,12 @@ from ase import Atoms, units
 from ase.build import bulk
 from ase.filters import FrechetCellFilter
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+from ase.md.velocitydistribution import Stationary
+
+try:  # ASE >= 3.29
+    from ase.md.velocitydistribution import thermalize_momenta
+except ImportError:  # older ASE
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 from ase.optimize import BFGS
 
@@ -42,7 +47,7 @@ def carbon_cell(repeat: int = 2, seed: int = 0) -> Atoms:
 
 def langevin(atoms: Atoms, steps: int, temperature: float = 300.0, timestep: float = 0.5, seed: int = 0) -> None:
     """Thermalise with Langevin dynamics (friction 0.02 / fs)."""
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=np.random.default_rng(seed))
+    thermalize_momenta(atoms, temperature_K=temperature, rng=np.random.default_rng(seed))
     Stationary(atoms)
     dyn = Langevin(
         atoms,

@@ -1,0 +1,407 @@
+"""Command-line tools: ``attnmace-train``, ``attnmace-eval`` and ``attnmace-preprocess``.
+
+Every ``attnmace-train`` flag can also be set in a YAML file given with ``--config`` (keys are the
+flag names with ``_`` or ``-``); a flag given on the command line wins over the file.
+"""
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+import yaml
+
+from ..config import PRESETS, ModelConfig, make_config
+from ..export import load_model_with_metadata
+from ..model import build_model
+from .data import DataKeys, check_species, load_frames, species_in, split_by_config_type, write_hdf5
+from .evaluate import compute_metrics, parity_plots, predict
+from .graphs import GraphDataset
+from .stats import average_neighbours, e0s_from_isolated_atoms, fit_e0s, scale_and_shift
+from .trainer import Trainer, TrainSettings, _rank
+
+log = logging.getLogger("attnmace.train")
+
+_MODEL_FIELDS = {f.name for f in dataclasses.fields(ModelConfig)} - {
+    "species",
+    "avg_num_neighbors",
+    "e0s",
+    "scale",
+    "shift",
+}
+
+
+def _floats(text: str) -> List[float]:
+    return [float(x) for x in str(text).replace(" ", "").strip("()[]").split(",") if x]
+
+
+def _ints(text: str) -> List[int]:
+    return [int(x) for x in _floats(text)]
+
+
+# flag name -> (type, default, help)
+TRAIN_OPTIONS: Dict[str, tuple] = {
+    "train_file": (str, None, "training data (.extxyz/.xyz or attnmace .h5)"),
+    "valid_file": (str, None, "validation data; otherwise --valid-fraction of the training data"),
+    "valid_fraction": (float, 0.1, "validation fraction, stratified by config_type"),
+    "energy_key": (str, "REF_energy", "info key of the total energy (eV)"),
+    "forces_key": (str, "REF_forces", "arrays key of the forces (eV/Å)"),
+    "stress_key": (str, None, "info key of the stress (eV/Å^3, ASE sign)"),
+    "virial_key": (str, None, "info key of the virial (eV, = -stress * volume)"),
+    "weight_key": (str, "config_weight", "info key of per-configuration loss weights"),
+    "config_type_key": (str, "config_type", "info key of the configuration type"),
+    "species": (str, None, "comma-separated elements of the model (default: those in the data)"),
+    "preset": (str, "attention", f"model preset: {', '.join(PRESETS)}"),
+    "cutoffs": (_floats, "5,5,5", "one cutoff per layer in Å, e.g. 3,5,5"),
+    "channels": (int, None, "feature channels"),
+    "heads": (int, None, "attention heads (0 = plain MACE)"),
+    "max_l": (int, None, "max l of the hidden features"),
+    "sh_max_l": (int, None, "max l of the spherical harmonics"),
+    "correlation": (_ints, None, "body order per layer (one value or comma-separated)"),
+    "attn_channels": (int, None, "channels per l of the attention query/key space"),
+    "attn_max_l": (int, None, "max l of the attention query/key space"),
+    "num_radial": (int, None, "Bessel functions"),
+    "radial_mlp": (_ints, None, "hidden sizes of the radial MLP, e.g. 64,64,64"),
+    "readout_mlp": (int, None, "hidden size of the last readout"),
+    "e0s": (str, "fit", "'fit' (least squares), 'isolated' (single-atom frames) or JSON {symbol: eV}"),
+    "max_epochs": (int, 200, "maximum number of epochs"),
+    "batch_size": (int, 8, "training batch size (structures)"),
+    "valid_batch_size": (int, 16, "validation batch size"),
+    "lr": (float, 5e-3, "initial learning rate"),
+    "weight_decay": (float, 5e-7, "AdamW weight decay"),
+    "clip_grad": (float, 10.0, "gradient-norm clipping (0: off)"),
+    "scheduler": (str, "plateau", "plateau | cosine | none"),
+    "plateau_factor": (float, 0.8, "LR factor of the plateau scheduler"),
+    "plateau_patience": (int, 5, "patience (epochs) of the plateau scheduler"),
+    "ema_decay": (float, 0.99, "EMA decay of the weights used for validation and export (0: off)"),
+    "patience": (int, 30, "early stopping after this many epochs without improvement"),
+    "energy_weight": (float, 1.0, "loss weight of energy per atom"),
+    "forces_weight": (float, 10.0, "loss weight of forces"),
+    "stress_weight": (float, 1.0, "loss weight of stress"),
+    "huber_delta": (float, 0.0, "Huber loss delta (0: squared error)"),
+    "max_steps_per_epoch": (int, 0, "cap on steps per epoch (0: all)"),
+    "device": (str, None, "cpu or cuda (default: cuda if available)"),
+    "dtype": (str, "float32", "float32 or float64 training"),
+    "seed": (int, 0, "seed of initial weights, split and batch order"),
+    "output_dir": (str, "runs/attnmace", "output directory"),
+    "resume": (bool, False, "continue from output_dir/checkpoint.pt"),
+    "lazy": (bool, False, "do not cache neighbour lists in memory (large HDF5 datasets)"),
+}
+
+
+def train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="attnmace-train", description="Train an AttnMACE model.")
+    parser.add_argument("--config", help="YAML file with any of the options below")
+    for name, (typ, default, text) in TRAIN_OPTIONS.items():
+        flag = "--" + name.replace("_", "-")
+        if typ is bool:
+            parser.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=text)
+        else:
+            parser.add_argument(
+                flag,
+                type=typ if typ not in (_floats, _ints) else str,
+                default=argparse.SUPPRESS,
+                help=f"{text} (default: {default})",
+            )
+    return parser
+
+
+def resolve_options(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    """Defaults, then the YAML file, then command-line flags."""
+    args = vars(train_parser().parse_args(argv))
+    options = {name: default for name, (_, default, _) in TRAIN_OPTIONS.items()}
+    config_path = args.pop("config", None)
+    if config_path:
+        with open(config_path) as fh:
+            from_file = yaml.safe_load(fh) or {}
+        if not isinstance(from_file, dict):
+            raise SystemExit(f"attnmace-train: {config_path} must hold a mapping of options")
+        unknown = [k for k in from_file if k.replace("-", "_") not in TRAIN_OPTIONS]
+        if unknown:
+            raise SystemExit(f"attnmace-train: unknown option(s) {unknown} in {config_path}")
+        options.update({k.replace("-", "_"): v for k, v in from_file.items()})
+    options.update(args)
+    for name in ("cutoffs", "radial_mlp", "correlation"):
+        if options[name] is not None and not isinstance(options[name], list):
+            options[name] = (_ints if name != "cutoffs" else _floats)(options[name])
+    if options["train_file"] is None:
+        raise SystemExit("attnmace-train: --train-file is required (flag or config file)")
+    if options["device"] is None:
+        options["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+    return options
+
+
+def _e0s(option: str, frames, atomic_numbers: List[int]) -> List[float]:
+    from ase.data import chemical_symbols
+
+    if option == "fit":
+        return fit_e0s(frames, atomic_numbers)
+    if option == "isolated":
+        return e0s_from_isolated_atoms(frames, atomic_numbers)
+    given = json.loads(option)
+    missing = [chemical_symbols[z] for z in atomic_numbers if chemical_symbols[z] not in given]
+    if missing:
+        raise SystemExit(f"attnmace-train: --e0s lacks {missing}")
+    return [float(given[chemical_symbols[z]]) for z in atomic_numbers]
+
+
+def build_trainer(options: Dict[str, Any]) -> Trainer:
+    """Read data, compute statistics, build the model and the trainer from resolved options."""
+    from ase.data import atomic_numbers as numbers_of
+    from ase.data import chemical_symbols
+
+    keys = DataKeys(
+        energy=options["energy_key"],
+        forces=options["forces_key"],
+        stress=options["stress_key"],
+        virial=options["virial_key"],
+        weight=options["weight_key"],
+        config_type=options["config_type_key"],
+    )
+    frames = load_frames(options["train_file"], keys)
+    if options["valid_file"]:
+        train_frames, valid_frames = frames, load_frames(options["valid_file"], keys)
+        train_idx, valid_idx = list(range(len(train_frames))), list(range(len(valid_frames)))
+    else:
+        split = split_by_config_type(frames, options["valid_fraction"], options["seed"])
+        train_frames = valid_frames = frames
+        train_idx, valid_idx = split["train"], split["valid"]
+    train_view = _Subset(train_frames, train_idx)
+    valid_view = _Subset(valid_frames, valid_idx)
+
+    if options["species"]:
+        species = [s.strip() for s in options["species"].split(",")]
+        unknown = [s for s in species if s not in numbers_of]
+        if unknown:
+            raise SystemExit(f"attnmace-train: unknown element(s) {unknown} in --species")
+        atomic = [numbers_of[s] for s in species]
+    else:
+        atomic = species_in(train_view)
+        species = [chemical_symbols[z] for z in atomic]
+    check_species(train_frames, atomic, options["train_file"])
+    if options["valid_file"]:
+        check_species(valid_frames, atomic, options["valid_file"])
+
+    output_dir = Path(options["output_dir"])
+    checkpoint = output_dir / "checkpoint.pt"
+    if options["resume"] and checkpoint.is_file():
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)["model_config"]
+        config = ModelConfig.from_dict(saved)
+    else:
+        overrides = {k: options[k] for k in _MODEL_FIELDS if options.get(k) is not None}
+        overrides["cutoffs"] = tuple(options["cutoffs"])
+        e0s = _e0s(options["e0s"], train_view, atomic)
+        stats = scale_and_shift(train_view, atomic, e0s)
+        config = make_config(
+            options["preset"],
+            species=species,
+            e0s=tuple(e0s),
+            avg_num_neighbors=tuple(average_neighbours(train_view, overrides["cutoffs"])),
+            scale=stats["scale"],
+            shift=stats["shift"],
+            **{k: v for k, v in overrides.items() if k != "cutoffs"},
+            cutoffs=overrides["cutoffs"],
+        )
+    model = build_model(config=config, seed=options["seed"])
+    dtype = getattr(torch, options["dtype"])
+    train_set = GraphDataset(
+        train_view, atomic, config.r_max, dtype, cache=not options["lazy"], source=options["train_file"]
+    )
+    valid_set = GraphDataset(
+        valid_view,
+        atomic,
+        config.r_max,
+        dtype,
+        cache=not options["lazy"],
+        source=options["valid_file"] or options["train_file"],
+    )
+    names = {f.name for f in dataclasses.fields(TrainSettings)}
+    settings = TrainSettings(**{k: v for k, v in options.items() if k in names})
+    settings.extra = {
+        "train_file": str(options["train_file"]),
+        "valid_file": str(options["valid_file"]),
+        "n_train": len(train_view),
+        "n_valid": len(valid_view),
+    }
+    trainer = Trainer(
+        model,
+        train_set,
+        valid_set,
+        settings,
+        output_dir,
+        valid_config_types=[valid_view[i].config_type for i in range(len(valid_view))],
+    )
+    if options["resume"] and not trainer.resume():
+        log.info("no checkpoint in %s: starting from scratch", output_dir)
+    return trainer
+
+
+class _Subset:
+    """Frames ``frames[i] for i in indices`` (lazy for HDF5)."""
+
+    def __init__(self, frames, indices):
+        self.frames, self.indices = frames, list(indices)
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        return self.frames[self.indices[i]]
+
+
+def _setup_distributed(options: Dict[str, Any]) -> None:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return
+    import torch.distributed as dist
+
+    use_cuda = options["device"].startswith("cuda")
+    if use_cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        options["device"] = f"cuda:{local}"
+    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+
+
+def train_main(argv: Optional[List[str]] = None) -> int:
+    options = resolve_options(argv)
+    _setup_distributed(options)
+    logging.basicConfig(
+        level=logging.INFO if _rank() == 0 else logging.WARNING, format="%(asctime)s %(message)s", stream=sys.stdout
+    )
+    torch.manual_seed(options["seed"])
+    np.random.seed(options["seed"])
+    try:
+        trainer = build_trainer(options)
+        if _rank() == 0:
+            trainer.output_dir.mkdir(parents=True, exist_ok=True)
+            resolved = {**options, "model": trainer.model.config.to_dict()}
+            with open(trainer.output_dir / "config.yaml", "w") as fh:
+                yaml.safe_dump(json.loads(json.dumps(resolved, default=str)), fh, sort_keys=False)
+        metrics = trainer.fit()
+        if _rank() == 0 and metrics:
+            log.info("best validation: %s", json.dumps(metrics["overall"]))
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+def eval_main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="attnmace-eval", description="Evaluate a model file on a dataset.")
+    parser.add_argument("model", help="exported model file or shipped model name")
+    parser.add_argument("data", help="extxyz or attnmace .h5 file")
+    parser.add_argument("--energy-key", default="REF_energy")
+    parser.add_argument("--forces-key", default="REF_forces")
+    parser.add_argument("--stress-key", default=None)
+    parser.add_argument("--virial-key", default=None)
+    parser.add_argument("--config-type-key", default="config_type")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    parser.add_argument("--json", help="write the metrics (and per-frame predictions) here")
+    parser.add_argument("--plots", help="folder for parity and force-outlier plots")
+    args = parser.parse_args(argv)
+    from ..calculator import resolve_model_path
+
+    module, meta = load_model_with_metadata(resolve_model_path(args.model), args.device)
+    dtype = getattr(torch, args.dtype)
+    module = module.to(dtype)
+    keys = DataKeys(
+        energy=args.energy_key,
+        forces=args.forces_key,
+        stress=args.stress_key,
+        virial=args.virial_key,
+        config_type=args.config_type_key,
+    )
+    frames = load_frames(args.data, keys)
+    check_species(frames, meta["atomic_numbers"], args.data)
+    dataset = GraphDataset(frames, meta["atomic_numbers"], meta["r_max"], dtype, cache=False, source=args.data)
+    preds = predict(module, dataset, args.batch_size, args.device)
+    metrics = compute_metrics(preds, [frames[i].config_type for i in range(len(frames))])
+    _print_metrics(metrics)
+    if args.json:
+        payload = dict(
+            metrics,
+            model=str(args.model),
+            data=str(args.data),
+            predictions=[
+                {"energy": p["energy"], "ref_energy": p["ref_energy"], "num_atoms": p["num_atoms"]} for p in preds
+            ],
+        )
+        Path(args.json).write_text(json.dumps(payload, indent=1))
+    if args.plots:
+        for path in parity_plots(preds, args.plots, title=f"{Path(args.model).name} on {Path(args.data).name}"):
+            print(f"wrote {path}")
+    return 0
+
+
+def _print_metrics(metrics: Dict[str, Any]) -> None:
+    rows = [("overall", metrics["overall"])] + sorted(metrics.get("per_config_type", {}).items())
+    print(f"{'config_type':<28}{'frames':>7}{'E RMSE':>10}{'E MAE':>10}{'F RMSE':>10}{'F MAE':>10}")
+    print(f"{'':<28}{'':>7}{'meV/atom':>10}{'meV/atom':>10}{'meV/Å':>10}{'meV/Å':>10}")
+    for name, m in rows:
+        print(
+            f"{name:<28}{m['n_frames']:>7}{m['energy_rmse_meV_per_atom']:>10.2f}{m['energy_mae_meV_per_atom']:>10.2f}"
+            f"{m['forces_rmse_meV_per_A']:>10.1f}{m['forces_mae_meV_per_A']:>10.1f}"
+        )
+    if "stress_rmse_meV_per_A3" in metrics["overall"]:
+        print(f"stress RMSE {metrics['overall']['stress_rmse_meV_per_A3']:.3f} meV/Å^3")
+    out = metrics["force_outliers"]
+    print(
+        "fraction of atoms with |ΔF|/|F| above: "
+        + ", ".join(f"{t:g}: {f:.2e}" for t, f in zip(out["thresholds"], out["fraction"]))
+    )
+
+
+def preprocess_main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="attnmace-preprocess", description="Convert extxyz to attnmace HDF5.")
+    parser.add_argument("input")
+    parser.add_argument("output")
+    parser.add_argument("--energy-key", default="REF_energy")
+    parser.add_argument("--forces-key", default="REF_forces")
+    parser.add_argument("--stress-key", default=None)
+    parser.add_argument("--virial-key", default=None)
+    parser.add_argument("--weight-key", default="config_weight")
+    parser.add_argument("--config-type-key", default="config_type")
+    args = parser.parse_args(argv)
+    keys = DataKeys(
+        energy=args.energy_key,
+        forces=args.forces_key,
+        stress=args.stress_key,
+        virial=args.virial_key,
+        weight=args.weight_key,
+        config_type=args.config_type_key,
+    )
+    frames = load_frames(args.input, keys)
+    write_hdf5(frames, args.output, source=args.input, keys=keys)
+    print(f"wrote {len(frames)} frames ({sum(len(f.numbers) for f in frames)} atoms) to {args.output}")
+    return 0
+
+
+def _run(main) -> None:
+    try:
+        sys.exit(main())
+    except (ValueError, FileNotFoundError) as err:  # clear one-line errors for users
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def train() -> None:
+    _run(train_main)
+
+
+def evaluate() -> None:
+    _run(eval_main)
+
+
+def preprocess() -> None:
+    _run(preprocess_main)

@@ -1,0 +1,280 @@
+"""Training data: extended XYZ (through ASE) and HDF5 (through h5py, read lazily).
+
+Every frame becomes a :class:`Frame` (numpy arrays, eV / Å units, ASE stress convention). Errors
+name the file and the frame index.
+
+HDF5 layout (``attnmace-preprocess`` writes it, :class:`HDF5Dataset` reads it frame by frame)::
+
+    /numbers     (n_atoms_total,)     int32    atomic numbers, frames concatenated
+    /positions   (n_atoms_total, 3)   float64  Å
+    /forces      (n_atoms_total, 3)   float64  eV/Å
+    /offsets     (n_frames + 1,)      int64    frame f is rows offsets[f]:offsets[f+1]
+    /cell        (n_frames, 3, 3)     float64  Å
+    /pbc         (n_frames, 3)        bool
+    /energy      (n_frames,)          float64  eV (total)
+    /stress      (n_frames, 3, 3)     float64  eV/Å^3, ASE sign; NaN where absent
+    /weight      (n_frames,)          float64  per-configuration loss weight
+    /config_type (n_frames,)          str
+    attrs: format = "attnmace-frames", version = 1, source, keys
+"""
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Union
+
+import h5py
+import numpy as np
+from ase import Atoms
+from ase.data import chemical_symbols
+
+HDF5_FORMAT = "attnmace-frames"
+HDF5_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DataKeys:
+    """Where the labels live in an extended-XYZ file."""
+
+    energy: str = "REF_energy"
+    forces: str = "REF_forces"
+    stress: Optional[str] = None  # eV/Å^3, ASE sign (3x3 or Voigt 6)
+    virial: Optional[str] = None  # eV, virial = -stress * volume (GAP/MACE convention)
+    weight: str = "config_weight"
+    config_type: str = "config_type"
+
+
+@dataclass
+class Frame:
+    """One labelled structure."""
+
+    numbers: np.ndarray  # (n_atoms,)
+    positions: np.ndarray  # (n_atoms, 3)
+    cell: np.ndarray  # (3, 3)
+    pbc: np.ndarray  # (3,)
+    energy: float
+    forces: np.ndarray  # (n_atoms, 3)
+    stress: Optional[np.ndarray] = None  # (3, 3)
+    weight: float = 1.0
+    config_type: str = "default"
+
+    def to_atoms(self) -> Atoms:
+        return Atoms(numbers=self.numbers, positions=self.positions, cell=self.cell, pbc=self.pbc)
+
+
+class DataError(ValueError):
+    """A malformed data file or frame; the message names the file and frame."""
+
+
+def _as_3x3(value, what: str, where: str) -> np.ndarray:
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.shape == (6,):
+        xx, yy, zz, yz, xz, xy = arr
+        arr = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+    elif arr.shape == (9,):
+        arr = arr.reshape(3, 3)
+    if arr.shape != (3, 3):
+        raise DataError(f"{where}: {what} has shape {arr.shape}, expected 3x3, 9 or Voigt 6")
+    return arr
+
+
+def frame_from_atoms(atoms: Atoms, keys: DataKeys, where: str) -> Frame:
+    """Extract labels from an ASE ``Atoms`` read from a file (``where`` names file and frame)."""
+    info, arrays = atoms.info, atoms.arrays
+    calc = atoms.calc
+    calc_results = calc.results if calc is not None else {}
+
+    def lookup(key, per_atom):
+        if per_atom and key in arrays:
+            return arrays[key]
+        if not per_atom and key in info:
+            return info[key]
+        # ASE may move known keys (energy, forces, stress) to a SinglePointCalculator
+        plain = {"REF_energy": "energy", "REF_forces": "forces"}.get(key, key)
+        return calc_results.get(plain) if plain in ("energy", "forces", "stress", "free_energy") else None
+
+    energy = lookup(keys.energy, per_atom=False)
+    if energy is None:
+        raise DataError(f"{where}: no energy under key {keys.energy!r} (info keys: {sorted(info)})")
+    forces = lookup(keys.forces, per_atom=True)
+    if forces is None:
+        raise DataError(f"{where}: no forces under key {keys.forces!r} (arrays: {sorted(arrays)})")
+    forces = np.asarray(forces, dtype=np.float64)
+    if forces.shape != (len(atoms), 3):
+        raise DataError(f"{where}: forces have shape {forces.shape}, expected ({len(atoms)}, 3)")
+    stress = None
+    if keys.stress is not None and lookup(keys.stress, per_atom=False) is not None:
+        stress = _as_3x3(lookup(keys.stress, per_atom=False), "stress", where)
+    elif keys.virial is not None and keys.virial in info:
+        volume = atoms.get_volume() if atoms.pbc.all() else 0.0
+        if volume <= 0:
+            raise DataError(f"{where}: virial given for a structure without a 3-D periodic cell")
+        stress = -_as_3x3(info[keys.virial], "virial", where) / volume
+    try:
+        energy = float(energy)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"{where}: energy {energy!r} is not a number") from err
+    values = [np.array([energy]), forces, atoms.positions] + ([stress] if stress is not None else [])
+    if not all(np.isfinite(v).all() for v in values):
+        raise DataError(f"{where}: energy, forces, positions or stress contain NaN or infinity")
+    return Frame(
+        numbers=atoms.numbers.astype(np.int32),
+        positions=atoms.positions.astype(np.float64),
+        cell=np.asarray(atoms.cell, dtype=np.float64),
+        pbc=atoms.pbc.astype(bool),
+        energy=energy,
+        forces=forces,
+        stress=stress,
+        weight=float(info.get(keys.weight, 1.0)),
+        config_type=str(info.get(keys.config_type, "default")),
+    )
+
+
+def read_extxyz(path: Union[str, os.PathLike], keys: DataKeys = DataKeys(), index: str = ":") -> List[Frame]:
+    """Read all labelled frames of an extended-XYZ file."""
+    import ase.io
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no data file at {path}")
+    try:
+        images = ase.io.read(path, index=index, format="extxyz")
+    except Exception as err:  # ASE raises many types for malformed files
+        raise DataError(f"{path}: cannot be read as extended XYZ: {err}") from err
+    if isinstance(images, Atoms):
+        images = [images]
+    if not images:
+        raise DataError(f"{path}: contains no frames")
+    return [frame_from_atoms(a, keys, f"{path}, frame {i}") for i, a in enumerate(images)]
+
+
+def write_hdf5(frames: Sequence[Frame], path: Union[str, os.PathLike], source: str = "", keys: DataKeys = DataKeys()):
+    """Write frames in the layout described in the module docstring (atomically)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    counts = np.array([len(f.numbers) for f in frames], dtype=np.int64)
+    with h5py.File(tmp, "w") as h5:
+        h5.attrs.update(format=HDF5_FORMAT, version=HDF5_VERSION, source=str(source))
+        h5.attrs["keys"] = str(dataclasses.asdict(keys))
+        h5["offsets"] = np.concatenate([[0], np.cumsum(counts)])
+        h5["numbers"] = np.concatenate([f.numbers for f in frames]).astype(np.int32)
+        h5["positions"] = np.concatenate([f.positions for f in frames])
+        h5["forces"] = np.concatenate([f.forces for f in frames])
+        h5["cell"] = np.stack([f.cell for f in frames])
+        h5["pbc"] = np.stack([f.pbc for f in frames])
+        h5["energy"] = np.array([f.energy for f in frames])
+        h5["stress"] = np.stack([f.stress if f.stress is not None else np.full((3, 3), np.nan) for f in frames])
+        h5["weight"] = np.array([f.weight for f in frames])
+        h5.create_dataset("config_type", data=np.array([f.config_type for f in frames], dtype=h5py.string_dtype()))
+    os.replace(tmp, path)
+
+
+class HDF5Dataset:
+    """Frames of an attnmace HDF5 file, read one at a time (datasets larger than memory work)."""
+
+    _fields = ("offsets", "numbers", "positions", "forces", "cell", "pbc", "energy", "stress", "weight", "config_type")
+
+    def __init__(self, path: Union[str, os.PathLike]):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"no data file at {self.path}")
+        try:
+            with h5py.File(self.path, "r") as h5:
+                if h5.attrs.get("format") != HDF5_FORMAT:
+                    raise DataError(
+                        f"{self.path}: not an attnmace HDF5 file (format attribute {h5.attrs.get('format')!r})"
+                    )
+                if int(h5.attrs.get("version", 0)) > HDF5_VERSION:
+                    raise DataError(
+                        f"{self.path}: HDF5 layout version {h5.attrs['version']} is newer than this attnmace reads"
+                    )
+                missing = [k for k in self._fields if k not in h5]
+                if missing:
+                    raise DataError(f"{self.path}: missing datasets {missing}")
+                self.offsets = h5["offsets"][:]
+        except OSError as err:
+            raise DataError(f"{self.path}: cannot be read as HDF5: {err}") from err
+        self._h5: Optional[h5py.File] = None
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getstate__(self):  # picklable for worker processes: reopen lazily
+        state = dict(self.__dict__)
+        state["_h5"] = None
+        return state
+
+    def __getitem__(self, index: int) -> Frame:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        if self._h5 is None:
+            self._h5 = h5py.File(self.path, "r")
+        h5 = self._h5
+        a, b = int(self.offsets[index]), int(self.offsets[index + 1])
+        stress = h5["stress"][index]
+        config_type = h5["config_type"][index]
+        return Frame(
+            numbers=h5["numbers"][a:b],
+            positions=h5["positions"][a:b],
+            cell=h5["cell"][index],
+            pbc=h5["pbc"][index],
+            energy=float(h5["energy"][index]),
+            forces=h5["forces"][a:b],
+            stress=None if np.isnan(stress).any() else stress,
+            weight=float(h5["weight"][index]),
+            config_type=config_type.decode() if isinstance(config_type, bytes) else str(config_type),
+        )
+
+    def __iter__(self) -> Iterator[Frame]:
+        for i in range(len(self)):
+            yield self[i]
+
+
+def load_frames(path: Union[str, os.PathLike], keys: DataKeys = DataKeys()):
+    """A sequence of frames: an :class:`HDF5Dataset` for ``.h5``/``.hdf5``, else a list read from extxyz."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".h5", ".hdf5"):
+        return HDF5Dataset(path)
+    return read_extxyz(path, keys)
+
+
+def check_species(frames, species_numbers: Sequence[int], source: str) -> None:
+    """Raise :class:`DataError` naming the first frame with an element the model does not know."""
+    known = set(int(z) for z in species_numbers)
+    for i in range(len(frames)):
+        numbers = frames[i].numbers
+        unknown = set(int(z) for z in np.unique(numbers)) - known
+        if unknown:
+            raise DataError(
+                f"{source}, frame {i}: element(s) {[chemical_symbols[z] for z in sorted(unknown)]} not in the "
+                f"model's species {[chemical_symbols[z] for z in sorted(known)]}"
+            )
+
+
+def species_in(frames) -> List[int]:
+    """Sorted atomic numbers present in a collection of frames."""
+    present = set()
+    for i in range(len(frames)):
+        present.update(int(z) for z in np.unique(frames[i].numbers))
+    return sorted(present)
+
+
+def split_by_config_type(frames: Sequence[Frame], fraction: float, seed: int) -> Dict[str, List[int]]:
+    """Train/validation indices, stratified by ``config_type`` (each type keeps the fraction)."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"valid fraction must be in (0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    groups: Dict[str, List[int]] = {}
+    for i in range(len(frames)):
+        groups.setdefault(frames[i].config_type, []).append(i)
+    train, valid = [], []
+    for name in sorted(groups):
+        idx = np.array(groups[name])
+        rng.shuffle(idx)
+        n_valid = int(round(fraction * len(idx)))
+        if len(idx) >= 2:
+            n_valid = min(max(n_valid, 1), len(idx) - 1)
+        valid.extend(idx[:n_valid].tolist())
+        train.extend(idx[n_valid:].tolist())
+    return {"train": sorted(train), "valid": sorted(valid)}

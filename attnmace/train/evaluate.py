@@ -1,0 +1,123 @@
+"""Predictions and error metrics of a model on a dataset (used by ``attnmace-eval`` and training)."""
+
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+
+from .. import keys
+from .graphs import REF_ENERGY, REF_FORCES, REF_STRESS, STRESS_MASK, collate_graphs
+
+#: Thresholds of the relative force error |ΔF|/|F| (the paper's Figure 2, right).
+OUTLIER_THRESHOLDS = np.logspace(-1, 3, 13)
+
+
+def predict(model: torch.nn.Module, dataset, batch_size: int = 8, device: str = "cpu") -> List[Dict[str, np.ndarray]]:
+    """Energy, forces (and stress for labelled periodic frames) of every frame of ``dataset``."""
+    model.eval()
+    results: List[Dict[str, np.ndarray]] = []
+    for start in range(0, len(dataset), batch_size):
+        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        batch = {k: v.to(device) for k, v in collate_graphs(items).items()}
+        stress = bool(batch[STRESS_MASK].sum() > 0)
+        out = model(batch, compute_forces=True, compute_stress=stress)
+        counts = [int(item[keys.POSITIONS].shape[0]) for item in items]
+        forces = out[keys.FORCES].detach().cpu().double().numpy()
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        for g, item in enumerate(items):
+            res = {
+                "energy": float(out[keys.ENERGY][g].detach().cpu()),
+                "forces": forces[bounds[g] : bounds[g + 1]],
+                "ref_energy": float(item[REF_ENERGY][0]),
+                "ref_forces": item[REF_FORCES].double().numpy(),
+                "num_atoms": counts[g],
+            }
+            if stress and bool(item[STRESS_MASK][0] > 0):
+                res["stress"] = out[keys.STRESS][g].detach().cpu().double().numpy()
+                res["ref_stress"] = item[REF_STRESS][0].double().numpy()
+            results.append(res)
+    return results
+
+
+def _block(preds: List[Dict[str, np.ndarray]]) -> Dict[str, float]:
+    de = np.array([(p["energy"] - p["ref_energy"]) / p["num_atoms"] for p in preds]) * 1e3
+    df = np.concatenate([(p["forces"] - p["ref_forces"]).ravel() for p in preds]) * 1e3
+    out = {
+        "n_frames": len(preds),
+        "n_atoms": int(sum(p["num_atoms"] for p in preds)),
+        "energy_rmse_meV_per_atom": float(np.sqrt(np.mean(de**2))),
+        "energy_mae_meV_per_atom": float(np.mean(np.abs(de))),
+        "forces_rmse_meV_per_A": float(np.sqrt(np.mean(df**2))),
+        "forces_mae_meV_per_A": float(np.mean(np.abs(df))),
+    }
+    with_stress = [p for p in preds if "stress" in p]
+    if with_stress:
+        ds = np.concatenate([(p["stress"] - p["ref_stress"]).ravel() for p in with_stress]) * 1e3
+        out["stress_rmse_meV_per_A3"] = float(np.sqrt(np.mean(ds**2)))
+        out["stress_mae_meV_per_A3"] = float(np.mean(np.abs(ds)))
+    return out
+
+
+def force_outliers(preds: List[Dict[str, np.ndarray]], thresholds=OUTLIER_THRESHOLDS) -> Dict[str, List[float]]:
+    """Fraction of atoms whose relative force error |ΔF| / |F_ref| exceeds each threshold."""
+    err = np.concatenate([np.linalg.norm(p["forces"] - p["ref_forces"], axis=1) for p in preds])
+    ref = np.concatenate([np.linalg.norm(p["ref_forces"], axis=1) for p in preds])
+    relative = err / np.maximum(ref, 1e-8)
+    return {
+        "thresholds": [float(t) for t in thresholds],
+        "fraction": [float((relative > t).mean()) for t in thresholds],
+    }
+
+
+def compute_metrics(preds: List[Dict[str, np.ndarray]], config_types: Optional[List[str]] = None) -> Dict:
+    """Overall and per-``config_type`` errors (meV/atom, meV/Å, meV/Å^3) and force outliers."""
+    result = {"overall": _block(preds), "force_outliers": force_outliers(preds)}
+    if config_types is not None:
+        result["per_config_type"] = {
+            name: _block([p for p, c in zip(preds, config_types) if c == name]) for name in sorted(set(config_types))
+        }
+    return result
+
+
+def parity_plots(preds: List[Dict[str, np.ndarray]], folder, title: str = "") -> List[str]:
+    """Energy and force parity plots and the force-outlier curve as PNG files in ``folder``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    e_ref = np.array([p["ref_energy"] / p["num_atoms"] for p in preds])
+    e_pred = np.array([p["energy"] / p["num_atoms"] for p in preds])
+    f_ref = np.concatenate([p["ref_forces"].ravel() for p in preds])
+    f_pred = np.concatenate([p["forces"].ravel() for p in preds])
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
+    for ax, ref, pred, label in (
+        (axes[0], e_ref, e_pred, "energy (eV/atom)"),
+        (axes[1], f_ref, f_pred, "force (eV/Å)"),
+    ):
+        lo, hi = min(ref.min(), pred.min()), max(ref.max(), pred.max())
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.scatter(ref, pred, s=4, alpha=0.5)
+        ax.set_xlabel(f"reference {label}")
+        ax.set_ylabel(f"predicted {label}")
+    fig.suptitle(title)
+    fig.tight_layout()
+    paths.append(str(folder / "parity.png"))
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+    out = force_outliers(preds)
+    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    ax.loglog(out["thresholds"], np.maximum(out["fraction"], 1e-7), "o-")
+    ax.set_xlabel("relative force error threshold |ΔF|/|F|")
+    ax.set_ylabel("fraction of atoms above")
+    ax.set_title(title)
+    fig.tight_layout()
+    paths.append(str(folder / "force_outliers.png"))
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+    return paths

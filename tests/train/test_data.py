@@ -1,0 +1,111 @@
+"""Training data: extxyz keys, clear errors, HDF5 round trip, stratified split."""
+
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+
+from attnmace.train.data import (
+    DataError,
+    DataKeys,
+    HDF5Dataset,
+    check_species,
+    load_frames,
+    read_extxyz,
+    split_by_config_type,
+    write_hdf5,
+)
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "gap20_small.extxyz"
+KEYS = DataKeys(virial="REF_virial")
+
+
+def test_reads_fixture_with_virial_as_stress():
+    frames = read_extxyz(FIXTURE, KEYS)
+    assert len(frames) == 94
+    atoms = ase.io.read(FIXTURE, 0)
+    f = frames[0]
+    assert f.energy == pytest.approx(atoms.info["REF_energy"])
+    assert np.allclose(f.forces, atoms.arrays["REF_forces"])
+    assert np.allclose(f.stress, -np.asarray(atoms.info["REF_virial"]) / atoms.get_volume())
+    assert f.config_type == "Crystalline_Bulk"
+
+
+def _write(tmp_path, atoms_list, name="d.extxyz"):
+    path = tmp_path / name
+    ase.io.write(path, atoms_list, format="extxyz")
+    return path
+
+
+def test_missing_energy_key_names_file_and_frame(tmp_path):
+    frames = ase.io.read(FIXTURE, ":3")
+    del frames[2].info["REF_energy"]
+    path = _write(tmp_path, frames)
+    with pytest.raises(DataError, match=r"d.extxyz, frame 2: no energy under key 'REF_energy'"):
+        read_extxyz(path, KEYS)
+    with pytest.raises(DataError, match="no energy under key 'energy_dft'"):
+        read_extxyz(FIXTURE, DataKeys(energy="energy_dft"))
+
+
+def test_frame_without_forces(tmp_path):
+    frames = ase.io.read(FIXTURE, ":2")
+    del frames[1].arrays["REF_forces"]
+    with pytest.raises(DataError, match=r"frame 1: no forces under key 'REF_forces'"):
+        read_extxyz(_write(tmp_path, frames), KEYS)
+
+
+def test_malformed_and_missing_files(tmp_path):
+    bad = tmp_path / "bad.extxyz"
+    bad.write_text("3\nthis is not extxyz\nC 0 0\n")
+    with pytest.raises(DataError, match="bad.extxyz"):
+        read_extxyz(bad)
+    with pytest.raises(FileNotFoundError, match="no data file"):
+        read_extxyz(tmp_path / "missing.extxyz")
+    not_h5 = tmp_path / "x.h5"
+    not_h5.write_text("nope")
+    with pytest.raises(DataError, match="cannot be read as HDF5"):
+        HDF5Dataset(not_h5)
+
+
+def test_nan_label_is_rejected(tmp_path):
+    frames = ase.io.read(FIXTURE, ":2")
+    frames[1].arrays["REF_forces"][0, 0] = np.nan
+    with pytest.raises(DataError, match="frame 1: .*NaN"):
+        read_extxyz(_write(tmp_path, frames), KEYS)
+
+
+def test_unknown_element_names_frame():
+    frames = read_extxyz(FIXTURE, KEYS)[:5]
+    frames[3].numbers[0] = 8
+    with pytest.raises(DataError, match=r"src, frame 3: element\(s\) \['O'\] not in the model's species \['C'\]"):
+        check_species(frames, [6], "src")
+
+
+def test_hdf5_round_trip_is_exact_and_lazy(tmp_path):
+    frames = read_extxyz(FIXTURE, KEYS)
+    frames[1].stress = None
+    frames[2].weight = 3.0
+    path = tmp_path / "data.h5"
+    write_hdf5(frames, path, source=str(FIXTURE))
+    loaded = load_frames(path)
+    assert isinstance(loaded, HDF5Dataset) and len(loaded) == len(frames)
+    for a, b in zip(frames, loaded):
+        assert np.array_equal(a.numbers, b.numbers) and np.array_equal(a.positions, b.positions)
+        assert np.array_equal(a.forces, b.forces) and np.array_equal(a.cell, b.cell)
+        assert np.array_equal(a.pbc, b.pbc) and a.energy == b.energy
+        assert (a.stress is None) == (b.stress is None)
+        if a.stress is not None:
+            assert np.array_equal(a.stress, b.stress)
+        assert a.weight == b.weight and a.config_type == b.config_type
+    assert loaded._h5 is not None  # opened on first access, not at construction
+
+
+def test_stratified_split_is_deterministic():
+    frames = read_extxyz(FIXTURE, KEYS)
+    split = split_by_config_type(frames, 0.2, seed=3)
+    assert split == split_by_config_type(frames, 0.2, seed=3)
+    assert not set(split["train"]) & set(split["valid"])
+    assert len(split["train"]) + len(split["valid"]) == len(frames)
+    types_valid = {frames[i].config_type for i in split["valid"]}
+    assert {"Diamond", "Graphite", "SACADA"} <= types_valid

@@ -1,0 +1,177 @@
+"""Training end to end: outputs, YAML options, kill -9 and resume, evaluation, DDP on 2 CPUs."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from attnmace import AttnMACECalculator, read_metadata
+from attnmace.train.cli import eval_main, resolve_options, train_main
+from attnmace.train.data import DataKeys, read_extxyz
+
+FIXTURE = str(Path(__file__).parents[1] / "fixtures" / "gap20_small.extxyz")
+TINY = [
+    "--train-file",
+    FIXTURE,
+    "--virial-key",
+    "REF_virial",
+    "--cutoffs",
+    "2.5,3.5",
+    "--channels",
+    "4",
+    "--heads",
+    "2",
+    "--max-l",
+    "1",
+    "--sh-max-l",
+    "1",
+    "--correlation",
+    "2",
+    "--radial-mlp",
+    "8",
+    "--num-radial",
+    "4",
+    "--attn-channels",
+    "2",
+    "--batch-size",
+    "4",
+    "--dtype",
+    "float64",
+    "--device",
+    "cpu",
+]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _train_cmd(out, epochs, *extra):
+    return [
+        sys.executable,
+        "-m",
+        "attnmace.train",
+        *TINY,
+        "--max-epochs",
+        str(epochs),
+        "--output-dir",
+        str(out),
+        *extra,
+    ]
+
+
+def test_outputs_and_yaml_options(tmp_path):
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump({"max_epochs": 5, "lr": 0.01, "ema-decay": 0.9, "seed": 7}))
+    opts = resolve_options([*TINY, "--config", str(config), "--max-epochs", "2", "--output-dir", str(tmp_path / "r")])
+    assert opts["max_epochs"] == 2  # the flag wins over the file
+    assert opts["lr"] == 0.01 and opts["ema_decay"] == 0.9 and opts["seed"] == 7  # from the file
+    assert opts["cutoffs"] == [2.5, 3.5] and opts["correlation"] == [2]
+    assert train_main([*TINY, "--config", str(config), "--max-epochs", "2", "--output-dir", str(tmp_path / "r")]) == 0
+    out = tmp_path / "r"
+    for name in ("model.pt", "checkpoint.pt", "metrics.csv", "learning_curve.png", "config.yaml"):
+        assert (out / name).is_file(), name
+    rows = (out / "metrics.csv").read_text().strip().splitlines()
+    assert len(rows) == 3 and "valid_forces_rmse_meV_per_A" in rows[0]
+    meta = read_metadata(out / "model.pt")
+    assert meta["species"] == ["C"] and meta["cutoffs"] == [2.5, 3.5]
+    assert meta["config"]["avg_num_neighbors"][0] < meta["config"]["avg_num_neighbors"][1]
+    with pytest.raises(SystemExit, match="unknown option"):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("learning_rate: 1")
+        resolve_options(["--config", str(bad)])
+
+
+def test_eval_matches_calculator(tmp_path):
+    train_main([*TINY, "--max-epochs", "1", "--output-dir", str(tmp_path / "r")])
+    report = tmp_path / "eval.json"
+    assert (
+        eval_main(
+            [
+                str(tmp_path / "r" / "model.pt"),
+                FIXTURE,
+                "--virial-key",
+                "REF_virial",
+                "--json",
+                str(report),
+                "--plots",
+                str(tmp_path / "plots"),
+            ]
+        )
+        == 0
+    )
+    metrics = json.loads(report.read_text())
+    assert set(metrics["per_config_type"]) >= {"Diamond", "Graphite", "Dimer"}
+    assert len(metrics["force_outliers"]["fraction"]) == 13
+    assert (tmp_path / "plots" / "parity.png").is_file()
+    calc = AttnMACECalculator(tmp_path / "r" / "model.pt", device="cpu")
+    frames = read_extxyz(FIXTURE, DataKeys(virial="REF_virial"))
+    errors = []
+    for frame, pred in list(zip(frames, metrics["predictions"]))[:6]:
+        energy = calc.get_potential_energy(frame.to_atoms())
+        assert energy == pytest.approx(pred["energy"], abs=1e-9)
+        errors.append((energy - frame.energy) / len(frame.numbers))
+    assert metrics["overall"]["n_frames"] == 94
+
+
+def _final_state(out):
+    return torch.load(out / "checkpoint.pt", weights_only=False)
+
+
+def test_kill_and_resume_matches_uninterrupted(tmp_path):
+    ref_dir, cut_dir = tmp_path / "ref", tmp_path / "cut"
+    subprocess.run(_train_cmd(ref_dir, 3), check=True, env=ENV, capture_output=True)
+    proc = subprocess.Popen(_train_cmd(cut_dir, 3), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (cut_dir / "metrics.csv").is_file():
+        time.sleep(0.02)
+    time.sleep(0.3)  # somewhere inside epoch 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state = _final_state(cut_dir)
+    assert 1 <= state["epoch"] < 3, "the kill should interrupt the run before its end"
+    subprocess.run(_train_cmd(cut_dir, 3, "--resume"), check=True, env=ENV, capture_output=True)
+    ref, resumed = _final_state(ref_dir), _final_state(cut_dir)
+    assert resumed["epoch"] == ref["epoch"] == 3
+    for part in ("model", "ema"):
+        for name, value in ref[part].items():
+            assert torch.equal(value, resumed[part][name]), f"{part}.{name}"
+    assert [r["train_loss"] for r in ref["history"]] == [r["train_loss"] for r in resumed["history"]]
+
+
+def test_two_process_gloo(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(port),
+        "-m",
+        "attnmace.train",
+        *TINY,
+        "--max-epochs",
+        "2",
+        "--max-steps-per-epoch",
+        "4",
+        "--output-dir",
+        str(tmp_path / "ddp"),
+    ]
+    result = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "ddp" / "model.pt").is_file()
+    assert result.stdout.count("epoch 2 ") == 1  # only rank 0 logs
+    state = _final_state(tmp_path / "ddp")
+    assert state["epoch"] == 2 and np.isfinite(state["history"][-1]["valid_loss"])
