@@ -37,6 +37,8 @@ class ModelConfig:
         envelope_p: exponent of the polynomial cutoff envelope.
         radial_mlp: hidden sizes of the radial MLP.
         readout_mlp: hidden size of the last layer's MLP readout.
+        pair_repulsion: add the ZBL screened nuclear repulsion at very short range.
+        repulsion_factor: ZBL switch-off distance as a fraction of the sum of covalent radii.
         avg_num_neighbors: per-layer normalisation of the neighbour sum (fitted by training).
         e0s: isolated-atom energy per species (eV).
         scale: multiplies the network's site energies (eV).
@@ -56,6 +58,8 @@ class ModelConfig:
     envelope_p: int = 5
     radial_mlp: Tuple[int, ...] = (64, 64, 64)
     readout_mlp: int = 16
+    pair_repulsion: bool = True
+    repulsion_factor: float = 0.6
     avg_num_neighbors: Tuple[float, ...] = field(default=())
     e0s: Tuple[float, ...] = field(default=())
     scale: float = 1.0

@@ -10,6 +10,7 @@ SHIFTS = "shifts"  # (n_edges, 3) integer cell shifts: r_ij = x_j - x_i + shifts
 ENERGY = "energy"  # (n_graphs,) eV
 NODE_ENERGY = "node_energy"  # (n_atoms,) eV
 LAYER_ENERGY = "layer_energy"  # (n_atoms, n_layers) eV, per-layer site-energy terms
+REPULSION_ENERGY = "repulsion_energy"  # (n_atoms,) eV, ZBL site energy (zeros without it)
 FORCES = "forces"  # (n_atoms, 3) eV/Å
 STRESS = "stress"  # (n_graphs, 3, 3) eV/Å^3, ASE sign convention
 VIRIAL = "virial"  # (n_graphs, 3, 3) eV

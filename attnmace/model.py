@@ -15,9 +15,11 @@ from .nn import (
     RadialEmbedding,
     SumAggregation,
     SymmetricContraction,
+    ZBLRepulsion,
 )
 from .nn._irreps import natural_irreps
 from .nn.interaction import edge_irreps
+from .nn.repulsion import NoRepulsion
 
 
 class AttnMACE(torch.nn.Module):
@@ -26,7 +28,8 @@ class AttnMACE(torch.nn.Module):
     One neighbour list at ``max(cutoffs)`` is built outside the model; each layer ``s`` keeps the
     edges shorter than ``cutoffs[s]`` (Section 3 of Norwood et al.). Site energies are
     ``E_i = E0[z_i] + shift + scale · Σ_s readout_s(h_i^(s))`` and the per-layer terms are returned
-    (the paper's Figure 1d).
+    (the paper's Figure 1d). An optional ZBL pair repulsion acts at very short range only
+    (:mod:`attnmace.nn.repulsion`).
 
     The forward pass takes and returns dictionaries keyed by :mod:`attnmace.keys`, which keeps
     the TorchScript interface stable across versions.
@@ -87,6 +90,11 @@ class AttnMACE(torch.nn.Module):
             irreps = irreps_out
         self.layers = torch.nn.ModuleList(layers)
         self.readouts = torch.nn.ModuleList(readouts)
+        self.repulsion = (
+            ZBLRepulsion(list(config.atomic_numbers), config.repulsion_factor)
+            if config.pair_repulsion
+            else NoRepulsion()
+        )
 
     def forward(
         self,
@@ -164,6 +172,9 @@ class AttnMACE(torch.nn.Module):
 
         layer_energy = self.scale * torch.stack(layer_energies, dim=1)  # (n_atoms, n_layers)
         node_energy = self.e0s.index_select(0, species) + self.shift + layer_energy.sum(dim=1)
+        repulsion = self.repulsion(species, receivers, senders, lengths)  # (n_atoms,), zeros if disabled
+        node_energy = node_energy + repulsion
+        out[keys.REPULSION_ENERGY] = repulsion
         energy = torch.zeros(num_graphs, dtype=node_energy.dtype, device=node_energy.device)
         energy = energy.index_add(0, batch, node_energy)
         out[keys.ENERGY] = energy

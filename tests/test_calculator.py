@@ -21,7 +21,7 @@ def model_file(tmp_path_factory):
 def test_forces_match_finite_differences(structure, model_file):
     structure.calc = AttnMACECalculator(model_file, device="cpu")
     forces = structure.get_forces()
-    numerical = calculate_numerical_forces(structure, eps=1e-4)
+    numerical = calculate_numerical_forces(structure, eps=1e-5)
     assert np.abs(forces - numerical).max() < 1e-5
     assert np.abs(forces).max() > 1e-3  # not trivially zero
 

@@ -96,7 +96,8 @@ def test_layer_energies_sum_to_energy():
     out = evaluate(model, diamond())
     e0 = model.e0s[0].item() + model.shift.item()
     assert out[keys.LAYER_ENERGY].shape == (8, 2)
-    assert np.allclose(out[keys.LAYER_ENERGY].sum(1) + e0, out[keys.NODE_ENERGY], atol=1e-12)
+    total = out[keys.LAYER_ENERGY].sum(1) + e0 + out[keys.REPULSION_ENERGY]
+    assert np.allclose(total, out[keys.NODE_ENERGY], atol=1e-12)
     assert np.isclose(out[keys.NODE_ENERGY].sum(), out[keys.ENERGY][0])
 
 
@@ -199,3 +200,47 @@ def test_plain_softmax_would_jump(monkeypatch):
     smooth = attention.smooth_attention
     monkeypatch.setattr(attention, "smooth_attention", lambda lg, env, rec, n: smooth(lg, torch.ones_like(env), rec, n))
     assert abs(energy(2.2 + 1e-6) - energy(2.2 - 1e-6)) > 1e-6
+
+
+def test_repulsion_forces_and_smoothness_at_short_range():
+    """With ZBL active (a pair at 0.7 Å) forces are still -dE/dx and the switch-off is smooth."""
+    from ase.data import covalent_radii
+
+    model = tiny_model()
+    atoms = cluster()[:4]
+    atoms.positions[1] = atoms.positions[0] + [0.7, 0.0, 0.0]
+    ref = evaluate(model, atoms)
+    assert ref[keys.REPULSION_ENERGY].sum() > 1.0
+    data = atoms_to_graph(atoms, model.config.atomic_numbers, model.r_max)
+    positions = data[keys.POSITIONS].clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda pos: model({**data, keys.POSITIONS: pos}, compute_forces=False)[keys.ENERGY],
+        (positions,),
+        eps=1e-6,
+        atol=1e-6,
+    )
+    rc = 0.6 * 2 * covalent_radii[6]
+    energies = []
+    for r in (rc - 1e-6, rc + 1e-6):
+        atoms.positions[1] = atoms.positions[0] + [r, 0.0, 0.0]
+        energies.append(evaluate(model, atoms)[keys.REPULSION_ENERGY].sum())
+    assert abs(energies[0]) < 1e-12 and energies[1] == 0
+
+
+def test_repulsion_can_be_switched_off():
+    plain = build_model(
+        None,
+        species=["C"],
+        cutoffs=(2.0,),
+        pair_repulsion=False,
+        channels=2,
+        max_l=1,
+        sh_max_l=1,
+        heads=0,
+        correlation=1,
+        radial_mlp=(4,),
+    )
+    assert type(plain.repulsion).__name__ == "NoRepulsion"
+    atoms = cluster()[:3]
+    atoms.positions[1] = atoms.positions[0] + [0.5, 0.0, 0.0]
+    assert evaluate(plain, atoms)[keys.REPULSION_ENERGY].sum() == 0

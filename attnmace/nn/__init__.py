@@ -7,6 +7,7 @@ from .interaction import InteractionBlock
 from .product import SymmetricContraction
 from .radial import BesselBasis, RadialEmbedding
 from .readout import LinearReadout, MLPReadout
+from .repulsion import ZBLRepulsion
 
 __all__ = [
     "AttentionAggregation",
@@ -18,5 +19,6 @@ __all__ = [
     "RadialEmbedding",
     "SumAggregation",
     "SymmetricContraction",
+    "ZBLRepulsion",
     "smooth_attention",
 ]

@@ -3,11 +3,24 @@
 import torch
 
 
-class PolynomialEnvelope(torch.nn.Module):
-    """``u(r) = 1 - (p+1)(p+2)/2 x^p + p(p+2) x^(p+1) - p(p+1)/2 x^(p+2)``, ``x = r / r_cut``.
+@torch.jit.script
+def polynomial_envelope(x: torch.Tensor, p: int) -> torch.Tensor:
+    """``1 - (p+1)(p+2)/2 x^p + p(p+2) x^(p+1) - p(p+1)/2 x^(p+2)`` for ``x < 1``, else 0.
 
-    ``u`` and its first two derivatives vanish at ``r_cut``; ``u = 0`` beyond it.
+    Value and first two derivatives vanish at ``x = 1``.
     """
+    pf = float(p)
+    u = (
+        1.0
+        - 0.5 * (pf + 1.0) * (pf + 2.0) * x.pow(p)
+        + pf * (pf + 2.0) * x.pow(p + 1)
+        - 0.5 * pf * (pf + 1.0) * x.pow(p + 2)
+    )
+    return u * (x < 1.0).to(u.dtype)
+
+
+class PolynomialEnvelope(torch.nn.Module):
+    """``u(r) = polynomial_envelope(r / r_cut, p)``: 1 at 0, zero with two derivatives at ``r_cut``."""
 
     r_cut: float
     p: int
@@ -21,15 +34,7 @@ class PolynomialEnvelope(torch.nn.Module):
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
         """Args: r: shape ``(n_edges,)``. Returns: shape ``(n_edges,)``."""
-        p = float(self.p)
-        x = r / self.r_cut
-        u = (
-            1.0
-            - 0.5 * (p + 1.0) * (p + 2.0) * x.pow(self.p)
-            + p * (p + 2.0) * x.pow(self.p + 1)
-            - 0.5 * p * (p + 1.0) * x.pow(self.p + 2)
-        )
-        return u * (x < 1.0).to(u.dtype)
+        return polynomial_envelope(r / self.r_cut, self.p)
 
     def extra_repr(self) -> str:
         return f"r_cut={self.r_cut}, p={self.p}"
