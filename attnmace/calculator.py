@@ -15,7 +15,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from . import keys
 from .export import load_model_with_metadata, metadata_of
-from .graph import atoms_to_graph
+from .graph import NeighbourListCache, atoms_to_graph
 from .model import AttnMACE, build_model
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -49,7 +49,10 @@ class AttnMACECalculator(Calculator):
         model: a path to an exported model, the name of a shipped model (``"gap20.pt"``), or an
             :class:`~attnmace.model.AttnMACE` / TorchScript module.
         device: ``"cpu"``, ``"cuda"``, ...; defaults to CUDA when available.
-        dtype: ``"float64"`` or ``"float32"``.
+        dtype: ``"float64"`` or ``"float32"`` (the total energy is summed in float64 either way).
+        skin: the neighbour list is built at ``max(cutoffs) + skin`` Å and reused until an atom
+            has moved more than ``skin / 2`` or the cell changes (0 rebuilds it every call);
+            results are identical to rebuilding.
 
     Properties: ``energy``, ``free_energy`` (equal to ``energy``), per-atom ``energies``,
     ``forces``, and ``stress`` (3-D periodic cells only). ``results["layer_energies"]`` holds the
@@ -65,6 +68,7 @@ class AttnMACECalculator(Calculator):
         *,
         device: Optional[Union[str, torch.device]] = None,
         dtype: str = "float64",
+        skin: float = 0.5,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -87,9 +91,10 @@ class AttnMACECalculator(Calculator):
             p.requires_grad_(False)
         self.atomic_numbers = [int(z) for z in self.metadata["atomic_numbers"]]
         self.r_max = float(self.metadata["r_max"])
+        self.neighbours = NeighbourListCache(self.r_max, skin)
 
     def _run(self, atoms: Atoms, forces: bool, stress: bool, attention: bool = False) -> Dict[str, torch.Tensor]:
-        data = atoms_to_graph(atoms, self.atomic_numbers, self.r_max, self.dtype, self.device)
+        data = atoms_to_graph(atoms, self.atomic_numbers, self.r_max, self.dtype, self.device, self.neighbours)
         return self.model(data, compute_forces=forces, compute_stress=stress, compute_attention=attention)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):

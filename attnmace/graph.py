@@ -82,14 +82,65 @@ def neighbour_list(
     return edge_index, shifts.astype(np.int64), d
 
 
+class NeighbourListCache:
+    """Reuses a neighbour list built at ``cutoff + skin`` while it is still complete.
+
+    The list is rebuilt when the atoms, the cell or the boundary conditions change, or when any
+    atom has moved more than ``skin / 2`` since the last build: until then every pair closer than
+    ``cutoff`` is in the list. The model ignores the extra pairs, so results are identical to
+    rebuilding at every step (up to the order of floating-point sums).
+    """
+
+    def __init__(self, cutoff: float, skin: float = 0.5):
+        if skin < 0:
+            raise ValueError(f"skin must be >= 0, got {skin}")
+        self.cutoff = float(cutoff)
+        self.skin = float(skin)
+        self.builds = 0
+        self._key = None
+        self._positions: Optional[np.ndarray] = None
+        self._lists: Optional[Tuple[np.ndarray, np.ndarray]] = None
+
+    def get(self, positions: np.ndarray, cell: np.ndarray, pbc: Sequence[bool], numbers: np.ndarray):
+        """``edge_index`` ``(2, n_edges)`` and integer ``shifts`` ``(n_edges, 3)`` for these atoms."""
+        key = (numbers.tobytes(), np.asarray(cell, dtype=np.float64).tobytes(), tuple(bool(p) for p in pbc))
+        if self._lists is not None and self.skin > 0 and key == self._key and positions.shape == self._positions.shape:
+            moved = np.sqrt(((positions - self._positions) ** 2).sum(axis=1)).max(initial=0.0)
+            if moved < 0.5 * self.skin:
+                return self._lists
+        edge_index, shifts, _ = neighbour_list(positions, cell, pbc, self.cutoff + self.skin)
+        self._key, self._positions, self._lists = key, positions.copy(), (edge_index, shifts)
+        self.builds += 1
+        return self._lists
+
+
+def check_overlaps(positions: np.ndarray, cell: np.ndarray, edge_index: np.ndarray, shifts: np.ndarray) -> None:
+    """Raise ``ValueError`` naming the pair if two atoms are closer than :data:`MIN_DISTANCE`."""
+    if edge_index.shape[1] == 0:
+        return
+    vectors = positions[edge_index[1]] - positions[edge_index[0]] + shifts @ cell
+    distances = np.sqrt((vectors**2).sum(axis=1))
+    k = int(np.argmin(distances))
+    if distances[k] < MIN_DISTANCE:
+        i, j = edge_index[:, k]
+        raise ValueError(
+            f"atoms {i} and {j} are {distances[k]:.4f} Å apart (less than {MIN_DISTANCE} Å): overlapping atoms"
+        )
+
+
 def atoms_to_graph(
     atoms: Atoms,
     atomic_numbers: Sequence[int],
     r_max: float,
     dtype: torch.dtype = torch.float64,
     device: Optional[torch.device] = None,
+    neighbours: Optional[NeighbourListCache] = None,
 ) -> Dict[str, torch.Tensor]:
     """Check ``atoms`` and convert it to the model's input dictionary (one structure).
+
+    Args:
+        neighbours: a :class:`NeighbourListCache` at ``r_max`` to reuse across calls (MD);
+            by default the list is built afresh.
 
     Raises:
         ValueError: unknown element, non-finite positions, degenerate periodic cell, or two atoms
@@ -99,13 +150,11 @@ def atoms_to_graph(
     positions = atoms.get_positions()
     cell = np.asarray(atoms.get_cell())
     pbc = atoms.get_pbc()
-    edge_index, shifts, distances = neighbour_list(positions, cell, pbc, r_max)
-    if len(distances) and distances.min() < MIN_DISTANCE:
-        k = int(np.argmin(distances))
-        i, j = edge_index[:, k]
-        raise ValueError(
-            f"atoms {i} and {j} are {distances[k]:.4f} Å apart (less than {MIN_DISTANCE} Å): overlapping atoms"
-        )
+    if neighbours is None:
+        edge_index, shifts, _ = neighbour_list(positions, cell, pbc, r_max)
+    else:
+        edge_index, shifts = neighbours.get(positions, cell, pbc, atoms.numbers)
+    check_overlaps(positions, cell, edge_index, shifts)
     lookup = np.full(max(max(atomic_numbers), int(atoms.numbers.max(initial=0))) + 1, -1, dtype=np.int64)
     lookup[list(atomic_numbers)] = np.arange(len(atomic_numbers))
     n = len(atoms)

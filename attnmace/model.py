@@ -108,8 +108,9 @@ class AttnMACE(torch.nn.Module):
         Args:
             data: a dictionary with
                 ``positions`` ``(n_atoms, 3)`` Å; ``species`` ``(n_atoms,)`` element index;
-                ``edge_index`` ``(2, n_edges)``, rows (centre ``i``, neighbour ``j``), all pairs
-                closer than ``max(cutoffs)``; ``shifts`` ``(n_edges, 3)`` integer cell shifts so
+                ``edge_index`` ``(2, n_edges)``, rows (centre ``i``, neighbour ``j``), at least all
+                pairs closer than ``max(cutoffs)`` (longer ones, e.g. a neighbour-list skin, are
+                ignored); ``shifts`` ``(n_edges, 3)`` integer cell shifts so
                 that ``r_ij = x_j - x_i + shifts @ cell``; ``cell`` ``(n_graphs, 3, 3)``;
                 ``batch`` ``(n_atoms,)`` structure index of each atom.
             compute_forces: return ``forces = -dE/dx``.
@@ -118,8 +119,9 @@ class AttnMACE(torch.nn.Module):
                 ``edges_<s>`` ``(n_edges_s,)`` (indices into ``edge_index``) per layer.
 
         Returns:
-            ``energy`` ``(n_graphs,)``, ``node_energy`` ``(n_atoms,)``, ``layer_energy``
-            ``(n_atoms, n_layers)``, and ``forces`` ``(n_atoms, 3)``, ``stress``/``virial``
+            ``energy`` ``(n_graphs,)`` (float64 whatever the model dtype), ``node_energy``
+            ``(n_atoms,)``, ``layer_energy`` ``(n_atoms, n_layers)``, ``repulsion_energy``
+            ``(n_atoms,)``, and ``forces`` ``(n_atoms, 3)``, ``stress``/``virial``
             ``(n_graphs, 3, 3)`` when asked for.
         """
         positions = data[keys.POSITIONS]
@@ -146,6 +148,9 @@ class AttnMACE(torch.nn.Module):
         ).squeeze(1)
         vectors = positions.index_select(0, senders) - positions.index_select(0, receivers) + offsets
         lengths = torch.linalg.norm(vectors, dim=1)  # (n_edges,)
+        within = torch.nonzero(lengths < self.r_max).squeeze(-1)  # drop neighbour-list skin edges
+        order, receivers, senders = order[within], receivers[within], senders[within]
+        vectors, lengths = vectors[within], lengths[within]
         sh = self.spherical_harmonics(vectors)  # (n_edges, irreps_sh.dim)
 
         onehot = torch.nn.functional.one_hot(species, self.num_species).to(positions.dtype)
@@ -175,8 +180,9 @@ class AttnMACE(torch.nn.Module):
         repulsion = self.repulsion(species, receivers, senders, lengths)  # (n_atoms,), zeros if disabled
         node_energy = node_energy + repulsion
         out[keys.REPULSION_ENERGY] = repulsion
-        energy = torch.zeros(num_graphs, dtype=node_energy.dtype, device=node_energy.device)
-        energy = energy.index_add(0, batch, node_energy)
+        # the total is accumulated in float64 even for a float32 model (extensive sums lose digits)
+        energy = torch.zeros(num_graphs, dtype=torch.float64, device=node_energy.device)
+        energy = energy.index_add(0, batch, node_energy.to(torch.float64))
         out[keys.ENERGY] = energy
         out[keys.NODE_ENERGY] = node_energy
         out[keys.LAYER_ENERGY] = layer_energy

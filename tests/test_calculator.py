@@ -133,3 +133,37 @@ def test_unknown_model_name_lists_shipped_models():
     with pytest.raises(FileNotFoundError, match="shipped models: "):
         AttnMACECalculator("no-such-model.pt")
     assert isinstance(shipped_models(), list)
+
+
+def test_neighbour_list_reuse_equals_rebuilding(model_file):
+    """MD with a reused (skin) neighbour list gives the results of rebuilding it every step."""
+    from ase import units
+    from ase.md.verlet import VelocityVerlet
+
+    atoms = diamond()
+    atoms.set_velocities(np.random.default_rng(0).normal(scale=0.05, size=(len(atoms), 3)))
+    reused = AttnMACECalculator(model_file, skin=1.0)
+    fresh = AttnMACECalculator(model_file, skin=0.0)
+    atoms.calc = reused
+    dyn = VelocityVerlet(atoms, 1.0 * units.fs)
+    for _ in range(12):
+        dyn.run(1)
+        assert abs(atoms.get_potential_energy() - fresh.get_potential_energy(atoms)) < 1e-11
+        assert np.abs(atoms.get_forces() - fresh.get_forces(atoms)).max() < 1e-11
+        assert np.abs(atoms.get_stress() - fresh.get_stress(atoms)).max() < 1e-12
+    assert reused.neighbours.builds < fresh.neighbours.builds == 12
+    strained = atoms.copy()
+    strained.set_cell(atoms.cell * 1.01, scale_atoms=True)  # a new cell always rebuilds
+    builds = reused.neighbours.builds
+    assert abs(reused.get_potential_energy(strained) - fresh.get_potential_energy(strained)) < 1e-11
+    assert reused.neighbours.builds == builds + 1
+
+
+def test_float32_energy_is_accumulated_in_float64(model_file):
+    from attnmace import keys, load_model
+    from attnmace.graph import atoms_to_graph
+
+    module = load_model(model_file).to(torch.float32)
+    out = module(atoms_to_graph(diamond() * (2, 2, 2), [6], 3.0, dtype=torch.float32))
+    assert out[keys.ENERGY].dtype == torch.float64 and out[keys.FORCES].dtype == torch.float32
+    assert torch.isclose(out[keys.ENERGY][0], out[keys.NODE_ENERGY].double().sum(), rtol=0, atol=1e-9)
