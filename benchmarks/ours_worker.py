@@ -6,7 +6,8 @@
 Phases (each timed as the median of ``--repeats`` calls after ``--warmup`` calls, with its peak
 memory):
 
-- ``nl``: ``attnmace.graph.atoms_to_graph`` (input checks, vesin neighbour list, tensors).
+- ``nl``: ``attnmace.graph.atoms_to_graph`` (input checks, vesin neighbour list, tensors);
+  ``nl_raw``: the vesin call alone (``attnmace.graph.neighbour_list``).
 - ``forward``: the model on a prepared graph, energy only (``compute_forces=False``; no autograd
   graph is built because the calculator's parameters do not require gradients).
 - ``forward_backward``: the same with ``compute_forces=True, compute_stress=True``; backward =
@@ -28,6 +29,7 @@ import tempfile
 import time
 
 import ase.io
+import numpy as np
 import torch
 from ase.calculators.calculator import all_changes
 
@@ -50,7 +52,7 @@ def main() -> None:
 
     import attnmace
     from attnmace import AttnMACECalculator, build_model, count_parameters, export_model, keys
-    from attnmace.graph import atoms_to_graph
+    from attnmace.graph import atoms_to_graph, neighbour_list
 
     atoms = ase.io.read(args.structure)
     dtype = DTYPES[args.dtype]
@@ -103,6 +105,8 @@ def main() -> None:
 
     if "nl" in phases:
         res.phase("nl", lambda: timing.time_call(lambda: atoms_to_graph(atoms, numbers, r_max, dtype, device), R, W, args.device))
+        pos, cell, pbc = atoms.get_positions(), np.asarray(atoms.get_cell()), atoms.get_pbc()
+        res.phase("nl_raw", lambda: timing.time_call(lambda: neighbour_list(pos, cell, pbc, r_max), R, W, args.device))
     if "forward" in phases:
         res.phase(
             "forward",

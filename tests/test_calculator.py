@@ -167,3 +167,21 @@ def test_float32_energy_is_accumulated_in_float64(model_file):
     out = module(atoms_to_graph(diamond() * (2, 2, 2), [6], 3.0, dtype=torch.float32))
     assert out[keys.ENERGY].dtype == torch.float64 and out[keys.FORCES].dtype == torch.float32
     assert torch.isclose(out[keys.ENERGY][0], out[keys.NODE_ENERGY].double().sum(), rtol=0, atol=1e-9)
+
+
+def test_shipped_model_found_by_name_from_any_directory(model_file, tmp_path, monkeypatch):
+    import shutil
+
+    import attnmace.calculator as calculator
+
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    shutil.copy(model_file, shipped / "carbon-test.pt")
+    monkeypatch.setattr(calculator.resources, "files", lambda package: shipped)
+    monkeypatch.chdir(tmp_path)
+    assert shipped_models() == ["carbon-test.pt"]
+    for name in ("carbon-test.pt", "carbon-test"):
+        calc = AttnMACECalculator(name, device="cpu")
+        assert np.isfinite(calc.get_potential_energy(diamond()))
+    with pytest.raises(FileNotFoundError, match="shipped models: carbon-test.pt"):
+        AttnMACECalculator("gap20.pt")
