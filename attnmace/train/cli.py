@@ -156,14 +156,7 @@ def build_trainer(options: Dict[str, Any]) -> Trainer:
     from ase.data import atomic_numbers as numbers_of
     from ase.data import chemical_symbols
 
-    keys = DataKeys(
-        energy=options["energy_key"],
-        forces=options["forces_key"],
-        stress=options["stress_key"],
-        virial=options["virial_key"],
-        weight=options["weight_key"],
-        config_type=options["config_type_key"],
-    )
+    keys = _keys_from_arguments(argparse.Namespace(**options))
     frames = load_frames(options["train_file"], keys)
     if options["valid_file"]:
         train_frames, valid_frames = frames, load_frames(options["valid_file"], keys)
@@ -295,15 +288,29 @@ def train_main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
+def _add_key_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data-key flags shared by ``attnmace-eval`` and ``attnmace-preprocess``."""
+    for name in ("energy_key", "forces_key", "stress_key", "virial_key", "weight_key", "config_type_key"):
+        _, default, text = TRAIN_OPTIONS[name]
+        parser.add_argument("--" + name.replace("_", "-"), default=default, help=text)
+
+
+def _keys_from_arguments(args) -> DataKeys:
+    return DataKeys(
+        energy=args.energy_key,
+        forces=args.forces_key,
+        stress=args.stress_key,
+        virial=args.virial_key,
+        weight=args.weight_key,
+        config_type=args.config_type_key,
+    )
+
+
 def eval_main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="attnmace-eval", description="Evaluate a model file on a dataset.")
     parser.add_argument("model", help="exported model file or shipped model name")
     parser.add_argument("data", help="extxyz or attnmace .h5 file")
-    parser.add_argument("--energy-key", default="REF_energy")
-    parser.add_argument("--forces-key", default="REF_forces")
-    parser.add_argument("--stress-key", default=None)
-    parser.add_argument("--virial-key", default=None)
-    parser.add_argument("--config-type-key", default="config_type")
+    _add_key_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
@@ -315,14 +322,7 @@ def eval_main(argv: Optional[List[str]] = None) -> int:
     module, meta = load_model_with_metadata(resolve_model_path(args.model), args.device)
     dtype = getattr(torch, args.dtype)
     module = module.to(dtype)
-    keys = DataKeys(
-        energy=args.energy_key,
-        forces=args.forces_key,
-        stress=args.stress_key,
-        virial=args.virial_key,
-        config_type=args.config_type_key,
-    )
-    frames = load_frames(args.data, keys)
+    frames = load_frames(args.data, _keys_from_arguments(args))
     check_species(frames, meta["atomic_numbers"], args.data)
     dataset = GraphDataset(frames, meta["atomic_numbers"], meta["r_max"], dtype, cache=False, source=args.data)
     preds = predict(module, dataset, args.batch_size, args.device)
@@ -366,21 +366,9 @@ def preprocess_main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="attnmace-preprocess", description="Convert extxyz to attnmace HDF5.")
     parser.add_argument("input")
     parser.add_argument("output")
-    parser.add_argument("--energy-key", default="REF_energy")
-    parser.add_argument("--forces-key", default="REF_forces")
-    parser.add_argument("--stress-key", default=None)
-    parser.add_argument("--virial-key", default=None)
-    parser.add_argument("--weight-key", default="config_weight")
-    parser.add_argument("--config-type-key", default="config_type")
+    _add_key_arguments(parser)
     args = parser.parse_args(argv)
-    keys = DataKeys(
-        energy=args.energy_key,
-        forces=args.forces_key,
-        stress=args.stress_key,
-        virial=args.virial_key,
-        weight=args.weight_key,
-        config_type=args.config_type_key,
-    )
+    keys = _keys_from_arguments(args)
     frames = load_frames(args.input, keys)
     write_hdf5(frames, args.output, source=args.input, keys=keys)
     print(f"wrote {len(frames)} frames ({sum(len(f.numbers) for f in frames)} atoms) to {args.output}")
