@@ -37,7 +37,8 @@ def test_loaded_model_casts_to_float32(exported):
     scripted = load_model(exported).to(torch.float32)
     data = atoms_to_graph(cluster(), (3, 6), 3.0, dtype=torch.float32)
     out = scripted(data)
-    assert out[keys.ENERGY].dtype == torch.float32 and torch.isfinite(out[keys.FORCES]).all()
+    assert out[keys.FORCES].dtype == torch.float32 and torch.isfinite(out[keys.FORCES]).all()
+    assert out[keys.ENERGY].dtype == torch.float64  # the total is accumulated in float64
 
 
 def test_metadata(exported):
