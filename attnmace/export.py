@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
@@ -24,9 +25,16 @@ METADATA_FILE = "attnmace.json"
 UNITS = {"energy": "eV", "length": "Å", "forces": "eV/Å", "stress": "eV/Å^3"}
 
 
-def _script(model: torch.nn.Module) -> torch.jit.ScriptModule:
+@contextlib.contextmanager
+def _quiet_torchscript():
+    """Silence TorchScript's deprecation warnings (it works in torch 2.13 and our files rely on it)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*torch\.jit\..*deprecated", category=Warning)
+        yield
+
+
+def _script(model: torch.nn.Module) -> torch.jit.ScriptModule:
+    with _quiet_torchscript():
         return script(model)
 
 
@@ -78,7 +86,8 @@ def export_model(model: AttnMACE, path: Union[str, os.PathLike], extra: Dict[str
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.jit.save(scripted, str(tmp), _extra_files={METADATA_FILE: json.dumps(metadata, indent=1)})
+    with _quiet_torchscript():
+        torch.jit.save(scripted, str(tmp), _extra_files={METADATA_FILE: json.dumps(metadata, indent=1)})
     os.replace(tmp, path)
     return path
 
@@ -123,8 +132,7 @@ def load_model_with_metadata(
     """Load an exported model and its metadata (see :func:`load_model`)."""
     metadata = read_metadata(path)
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*torch\.jit\..*deprecated", category=Warning)
+        with _quiet_torchscript():
             module = torch.jit.load(str(path), map_location=device)
     except RuntimeError as err:
         raise ValueError(f"{path} has attnmace metadata but its TorchScript could not be loaded: {err}") from err

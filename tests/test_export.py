@@ -110,3 +110,22 @@ def test_export_is_atomic(tmp_path):
     export_model(tiny_model(), path)
     assert path.is_file() and not list(tmp_path.glob("*.tmp"))
     assert np.isfinite(read_metadata(path)["r_max"])
+
+
+def test_no_deprecation_warning_for_users(tmp_path):
+    """Importing attnmace and exporting a model do not surface TorchScript's deprecation warning."""
+    import subprocess
+    import sys
+
+    code = (
+        "import attnmace, warnings\n"
+        "from attnmace import build_model, export_model\n"
+        "m = build_model(None, species=['C'], cutoffs=(2.0,), channels=2, max_l=1, sh_max_l=1, heads=1, "
+        "correlation=1, radial_mlp=(4,))\n"
+        f"export_model(m, {str(tmp_path / 'w.pt')!r})\n"
+        f"calc = attnmace.AttnMACECalculator({str(tmp_path / 'w.pt')!r}, device='cpu')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-W", "error::DeprecationWarning", "-c", code], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -16,7 +16,6 @@ def block_dims(irreps: o3.Irreps) -> List[int]:
     return [ir.dim for _, ir in irreps]
 
 
-@torch.jit.script
 def to_channel_major(x: torch.Tensor, channels: int, dims: List[int]) -> torch.Tensor:
     """e3nn layout ``(n, [k x (2l+1)] per l)`` -> channel-major ``(n, k, Σ (2l+1))``."""
     out: List[torch.Tensor] = []
@@ -27,7 +26,6 @@ def to_channel_major(x: torch.Tensor, channels: int, dims: List[int]) -> torch.T
     return torch.cat(out, dim=2)
 
 
-@torch.jit.script
 def from_channel_major(x: torch.Tensor, dims: List[int]) -> torch.Tensor:
     """Channel-major ``(n, k, Σ (2l+1))`` -> e3nn layout ``(n, Σ k (2l+1))``."""
     out: List[torch.Tensor] = []

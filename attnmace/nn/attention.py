@@ -32,7 +32,6 @@ from e3nn import o3
 from ._irreps import natural_irreps
 
 
-@torch.jit.script
 def smooth_attention(
     logits: torch.Tensor, envelope: torch.Tensor, receivers: torch.Tensor, num_nodes: int
 ) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -68,7 +67,6 @@ def smooth_attention(
     return multiplier, alpha
 
 
-@torch.jit.script
 def neighbourhood_slots(receivers: torch.Tensor, num_nodes: int) -> Tuple[torch.Tensor, int]:
     """Flat index ``i * K + slot`` of each edge in a padded ``(n_atoms, K)`` neighbourhood table.
 

@@ -3,7 +3,6 @@
 import torch
 
 
-@torch.jit.script
 def polynomial_envelope(x: torch.Tensor, p: int) -> torch.Tensor:
     """``1 - (p+1)(p+2)/2 x^p + p(p+2) x^(p+1) - p(p+1)/2 x^(p+2)`` for ``x < 1``, else 0.
 
