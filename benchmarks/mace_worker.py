@@ -115,7 +115,9 @@ def main() -> None:
     calc = MACECalculator(models=calc_model, device=args.device, default_dtype=args.dtype)
     module = calc.models[0].eval()
     batch = calc._atoms_to_batch(atoms)
-    base = {k: (v.to(dtype) if torch.is_floating_point(v) else v) for k, v in batch.to_dict().items() if torch.is_tensor(v)}
+    base = {
+        k: (v.to(dtype) if torch.is_floating_point(v) else v) for k, v in batch.to_dict().items() if torch.is_tensor(v)
+    }
 
     info = {
         "model": "mace",
@@ -171,9 +173,14 @@ def main() -> None:
     if "calculator" in phases:
         work = atoms.copy()
         props = ["energy", "forces", "stress"]
-        res.phase("calculator", lambda: timing.time_call(lambda: calc.calculate(work, props, all_changes), R, W, args.device))
+        res.phase(
+            "calculator", lambda: timing.time_call(lambda: calc.calculate(work, props, all_changes), R, W, args.device)
+        )
     if "md" in phases:
-        res.phase("md", lambda: timing.time_md(timing.md_factory(atoms, calc, args.timestep_fs), args.md_steps, W, args.device))
+        res.phase(
+            "md",
+            lambda: timing.time_md(timing.md_factory(atoms, calc, args.timestep_fs), args.md_steps, W, args.device),
+        )
     if "train" in phases and args.variant == "eager":
 
         def train():

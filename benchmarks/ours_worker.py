@@ -104,25 +104,37 @@ def main() -> None:
         return d
 
     if "nl" in phases:
-        res.phase("nl", lambda: timing.time_call(lambda: atoms_to_graph(atoms, numbers, r_max, dtype, device), R, W, args.device))
+        res.phase(
+            "nl",
+            lambda: timing.time_call(lambda: atoms_to_graph(atoms, numbers, r_max, dtype, device), R, W, args.device),
+        )
         pos, cell, pbc = atoms.get_positions(), np.asarray(atoms.get_cell()), atoms.get_pbc()
         res.phase("nl_raw", lambda: timing.time_call(lambda: neighbour_list(pos, cell, pbc, r_max), R, W, args.device))
     if "forward" in phases:
         res.phase(
             "forward",
-            lambda: timing.time_call(lambda: module(fresh(), compute_forces=False, compute_stress=False), R, W, args.device),
+            lambda: timing.time_call(
+                lambda: module(fresh(), compute_forces=False, compute_stress=False), R, W, args.device
+            ),
         )
     if "forward_backward" in phases:
         res.phase(
             "forward_backward",
-            lambda: timing.time_call(lambda: module(fresh(), compute_forces=True, compute_stress=True), R, W, args.device),
+            lambda: timing.time_call(
+                lambda: module(fresh(), compute_forces=True, compute_stress=True), R, W, args.device
+            ),
         )
     if "calculator" in phases:
         work = atoms.copy()
         props = ["energy", "forces", "stress"]
-        res.phase("calculator", lambda: timing.time_call(lambda: calc.calculate(work, props, all_changes), R, W, args.device))
+        res.phase(
+            "calculator", lambda: timing.time_call(lambda: calc.calculate(work, props, all_changes), R, W, args.device)
+        )
     if "md" in phases:
-        res.phase("md", lambda: timing.time_md(timing.md_factory(atoms, calc, args.timestep_fs), args.md_steps, W, args.device))
+        res.phase(
+            "md",
+            lambda: timing.time_md(timing.md_factory(atoms, calc, args.timestep_fs), args.md_steps, W, args.device),
+        )
     if "train" in phases and args.variant == "eager":
 
         def train():

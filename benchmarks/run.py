@@ -85,8 +85,9 @@ def machine_info(device: str) -> Dict[str, Any]:
     except ImportError:
         pass
     try:
-        import attnmace
         import e3nn
+
+        import attnmace
 
         info["attnmace"] = attnmace.__version__
         info["e3nn"] = e3nn.__version__
@@ -250,7 +251,7 @@ def tables(cases: List[Dict[str, Any]]) -> str:
             continue
         any_ratio = True
 
-        def r(key: str) -> str:
+        def r(key: str, m=m, c=c) -> str:
             a, b = m["derived"][key], c["derived"][key]
             return f"{a / b:.2f}" if a is not None and b else "–"
 
@@ -275,7 +276,11 @@ def plot(cases: List[Dict[str, Any]], path: Path) -> Optional[str]:
     for c in cases:
         d = c["derived"]
         series.setdefault((label(c), c["dtype"], c["kind"]), []).append(
-            (c["n_atoms"], d["us_per_atom_step"] or (1e3 * d["calculator_ms"] / c["n_atoms"] if d["calculator_ms"] else None), d["calc_peak_delta_mb"])
+            (
+                c["n_atoms"],
+                d["us_per_atom_step"] or (1e3 * d["calculator_ms"] / c["n_atoms"] if d["calculator_ms"] else None),
+                d["calc_peak_delta_mb"],
+            )
         )
     styles = {"diamond": "-", "amorphous": "--"}
     markers = {"float64": "o", "float32": "s"}
@@ -284,7 +289,9 @@ def plot(cases: List[Dict[str, Any]], path: Path) -> Optional[str]:
         for ax, k in ((axes[0], 1), (axes[1], 2)):
             xy = [(p[0], p[k]) for p in pts if p[k] is not None]
             if xy:
-                ax.plot(*zip(*xy), styles.get(kind, "-"), marker=markers.get(dtype, "o"), label=f"{name} {dtype} {kind}")
+                ax.plot(
+                    *zip(*xy), styles.get(kind, "-"), marker=markers.get(dtype, "o"), label=f"{name} {dtype} {kind}"
+                )
     axes[0].set_ylabel("time per atom per MD step (µs)")
     axes[1].set_ylabel("peak extra memory of an E+F+S call (MB)")
     for ax in axes:
@@ -345,6 +352,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     # structures, written once, read by both workers
     import ase.io
+
     from attnmace import make_config
 
     cutoffs = (5.0, 5.0, 5.0)
@@ -393,7 +401,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             cmd = [sys.executable, str(HERE / "ours_worker.py"), "--preset", model, "--variant", variant]
             cmd += ["--cutoffs", ",".join(map(str, cutoffs))] + args_case
         if series in failed_series:
-            cases.append({**base, "status": "skipped", "skipped": f"a smaller size {failed_series[series]}", "phases": {}})
+            cases.append(
+                {**base, "status": "skipped", "skipped": f"a smaller size {failed_series[series]}", "phases": {}}
+            )
             print(f"[{i}/{len(plan)}] {name}: skipped ({failed_series[series]} at a smaller size)", flush=True)
             continue
         print(f"[{i}/{len(plan)}] {name} ...", end=" ", flush=True)
@@ -402,7 +412,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         if result["status"] != "ok":
             failed_series[series] = result["status"]
         cases.append(case)
-        print(f"{result['status']} ({result['wall_s']:.0f} s)" + (f": {result['skipped']}" if result.get("skipped") else ""), flush=True)
+        print(
+            f"{result['status']} ({result['wall_s']:.0f} s)"
+            + (f": {result['skipped']}" if result.get("skipped") else ""),
+            flush=True,
+        )
 
     for c in cases:
         c["derived"] = derived(c)
@@ -427,8 +441,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
     }
     print()
-    print(f"machine: {machine['cpu_model']}, {machine['usable_cpus']} CPUs, torch threads {args.threads or 'default'}, "
-          f"load average {machine['load_average_start'][0]:.2f} -> {machine['load_average_end'][0]:.2f}")
+    print(
+        f"machine: {machine['cpu_model']}, {machine['usable_cpus']} CPUs, torch threads {args.threads or 'default'}, "
+        f"load average {machine['load_average_start'][0]:.2f} -> {machine['load_average_end'][0]:.2f}"
+    )
     print(report)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -451,8 +467,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     }
     out_json.write_text(json.dumps(payload, indent=1))
     problem = plot(cases, Path(args.plot))
-    print(f"\nwrote {out_json.relative_to(ROOT) if out_json.is_relative_to(ROOT) else out_json}"
-          + (f" and {args.plot}" if not problem else f" ({problem})"))
+    print(
+        f"\nwrote {out_json.relative_to(ROOT) if out_json.is_relative_to(ROOT) else out_json}"
+        + (f" and {args.plot}" if not problem else f" ({problem})")
+    )
     return 0
 
 
