@@ -31,7 +31,6 @@ import time
 import ase.io
 import numpy as np
 import torch
-from ase.calculators.calculator import all_changes
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import timing  # noqa: E402
@@ -124,17 +123,7 @@ def main() -> None:
                 lambda: module(fresh(), compute_forces=True, compute_stress=True), R, W, args.device
             ),
         )
-    if "calculator" in phases:
-        work = atoms.copy()
-        props = ["energy", "forces", "stress"]
-        res.phase(
-            "calculator", lambda: timing.time_call(lambda: calc.calculate(work, props, all_changes), R, W, args.device)
-        )
-    if "md" in phases:
-        res.phase(
-            "md",
-            lambda: timing.time_md(timing.md_factory(atoms, calc, args.timestep_fs), args.md_steps, W, args.device),
-        )
+    timing.calculator_phases(res, atoms, calc, phases, R, W, args.device, args.md_steps, args.timestep_fs)
     if "train" in phases and args.variant == "eager":
 
         def train():

@@ -211,3 +211,17 @@ def md_factory(atoms, calc, timestep_fs: float, seed: int = 0):
         return VelocityVerlet(a, timestep=timestep_fs * units.fs)
 
     return make
+
+
+def calculator_phases(res, atoms, calc, phases, repeats, warmup, device, md_steps, timestep_fs):
+    """The phases both workers share: one ASE calculator call and a VelocityVerlet MD loop."""
+    from ase.calculators.calculator import all_changes
+
+    if "calculator" in phases:
+        work = atoms.copy()
+        props = ["energy", "forces", "stress"]
+        res.phase(
+            "calculator", lambda: time_call(lambda: calc.calculate(work, props, all_changes), repeats, warmup, device)
+        )
+    if "md" in phases:
+        res.phase("md", lambda: time_md(md_factory(atoms, calc, timestep_fs), md_steps, warmup, device))
