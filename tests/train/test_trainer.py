@@ -126,8 +126,8 @@ def _final_state(out):
 
 def test_kill_and_resume_matches_uninterrupted(tmp_path):
     ref_dir, cut_dir = tmp_path / "ref", tmp_path / "cut"
-    subprocess.run(_train_cmd(ref_dir, 3), check=True, env=ENV, capture_output=True)
-    proc = subprocess.Popen(_train_cmd(cut_dir, 3), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(_train_cmd(ref_dir, 4), check=True, env=ENV, capture_output=True)
+    proc = subprocess.Popen(_train_cmd(cut_dir, 4), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and not (cut_dir / "metrics.csv").is_file():
         time.sleep(0.02)
@@ -135,10 +135,10 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     state = _final_state(cut_dir)
-    assert 1 <= state["epoch"] < 3, "the kill should interrupt the run before its end"
-    subprocess.run(_train_cmd(cut_dir, 3, "--resume"), check=True, env=ENV, capture_output=True)
+    assert 1 <= state["epoch"] < 4, "the kill should interrupt the run before its end"
+    subprocess.run(_train_cmd(cut_dir, 4, "--resume"), check=True, env=ENV, capture_output=True)
     ref, resumed = _final_state(ref_dir), _final_state(cut_dir)
-    assert resumed["epoch"] == ref["epoch"] == 3
+    assert resumed["epoch"] == ref["epoch"] == 4
     for part in ("model", "ema"):
         for name, value in ref[part].items():
             assert torch.equal(value, resumed[part][name]), f"{part}.{name}"
