@@ -29,12 +29,13 @@ from ase.optimize import BFGS
 from attnmace import AttnMACECalculator, build_model, export_model, shipped_models
 
 
-def default_model(folder: Path) -> str:
+def default_model(folder: Path, repulsion: bool = True) -> str:
     """``gap20.pt`` if shipped, else an untrained attention model exported to ``folder``."""
-    if "gap20.pt" in shipped_models():
+    if "gap20.pt" in shipped_models() and repulsion:
         return "gap20.pt"
     path = folder / "carbon-untrained.pt"
-    export_model(build_model("attention", species=["C"], cutoffs=(3.0, 5.0, 5.0), seed=0), path)
+    model = build_model("attention", species=["C"], cutoffs=(3.0, 5.0, 5.0), seed=0, pair_repulsion=repulsion)
+    export_model(model, path)
     return str(path)
 
 
@@ -97,10 +98,13 @@ def main(argv=None):
     parser.add_argument("--temperature", type=float, default=300.0, help="K")
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     parser.add_argument("--device", default=None)
+    parser.add_argument(
+        "--no-repulsion", action="store_true", help="untrained model without the ZBL term (shows why it exists)"
+    )
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
-        model = args.model or default_model(Path(tmp))
+        model = args.model or default_model(Path(tmp), repulsion=not args.no_repulsion)
         calc = AttnMACECalculator(model, device=args.device, dtype=args.dtype)
     atoms = carbon_cell(args.repeat)
     atoms.calc = calc
