@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -93,9 +93,12 @@ class AttnMACECalculator(Calculator):
         self.r_max = float(self.metadata["r_max"])
         self.neighbours = NeighbourListCache(self.r_max, skin)
 
-    def _run(self, atoms: Atoms, forces: bool, stress: bool, attention: bool = False) -> Dict[str, torch.Tensor]:
+    def _run(
+        self, atoms: Atoms, forces: bool, stress: bool, attention: bool = False
+    ) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
+        """The model inputs for ``atoms`` and the model's outputs."""
         data = atoms_to_graph(atoms, self.atomic_numbers, self.r_max, self.dtype, self.device, self.neighbours)
-        return self.model(data, compute_forces=forces, compute_stress=stress, compute_attention=attention)
+        return data, self.model(data, compute_forces=forces, compute_stress=stress, compute_attention=attention)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         Calculator.calculate(self, atoms, properties, system_changes)
@@ -104,7 +107,7 @@ class AttnMACECalculator(Calculator):
             raise PropertyNotImplementedError(
                 f"stress is defined for 3-D periodic cells only (pbc={self.atoms.pbc.tolist()})"
             )
-        out = self._run(self.atoms, forces=True, stress=periodic_3d)
+        _, out = self._run(self.atoms, forces=True, stress=periodic_3d)
         energy = float(out[keys.ENERGY].sum().detach().cpu())
         layer = out[keys.LAYER_ENERGY].detach().cpu().double().numpy()
         self.results = {
@@ -136,8 +139,7 @@ class AttnMACECalculator(Calculator):
         atoms = self.atoms if atoms is None else atoms
         if atoms is None:
             raise ValueError("get_attention needs atoms")
-        data = atoms_to_graph(atoms, self.atomic_numbers, self.r_max, self.dtype, self.device)
-        out = self.model(data, compute_forces=False, compute_stress=False, compute_attention=True)
+        data, out = self._run(atoms, forces=False, stress=False, attention=True)
         cell = data[keys.CELL][0]
         pos = data[keys.POSITIONS]
         layers = []

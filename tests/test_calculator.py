@@ -185,3 +185,8 @@ def test_shipped_model_found_by_name_from_any_directory(model_file, tmp_path, mo
         assert np.isfinite(calc.get_potential_energy(diamond()))
     with pytest.raises(FileNotFoundError, match="shipped models: carbon-test.pt"):
         AttnMACECalculator("gap20.pt")
+
+
+def test_negative_skin_is_rejected(model_file):
+    with pytest.raises(ValueError, match="skin must be >= 0, got -0.1"):
+        AttnMACECalculator(model_file, skin=-0.1)
