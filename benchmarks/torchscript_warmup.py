@@ -1,0 +1,46 @@
+"""Time consecutive calculator calls: eager, TorchScript, and TorchScript without optimisation.
+
+Shows how many calls TorchScript's profiling executor needs to settle (64-atom diamond, one thread):
+
+    python benchmarks/torchscript_warmup.py baseline
+    python benchmarks/torchscript_warmup.py attention
+"""
+
+import contextlib
+import sys
+import tempfile
+from pathlib import Path
+from time import perf_counter
+
+import torch
+from ase.build import bulk
+
+from attnmace import AttnMACECalculator, build_model, export_model
+
+
+def times(calc, context, atoms, calls: int = 4):
+    out = []
+    for k in range(calls):
+        atoms.rattle(0.01, seed=k)
+        with context():
+            start = perf_counter()
+            calc.calculate(atoms, ["energy", "forces", "stress"])
+            out.append(round(perf_counter() - start, 2))
+    return out
+
+
+def main(preset: str = "attention") -> None:
+    torch.set_num_threads(1)
+    model = build_model(preset, species=["C"], cutoffs=(5.0, 5.0, 5.0), seed=0)
+    atoms = bulk("C", "diamond", a=3.567, cubic=True) * (2, 2, 2)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{preset}.pt"
+        export_model(model, path)
+        print("eager (s)", times(AttnMACECalculator(model), contextlib.nullcontext, atoms))
+        print("TorchScript (s)", times(AttnMACECalculator(path), contextlib.nullcontext, atoms))
+        no_opt = lambda: torch.jit.optimized_execution(False)  # noqa: E731
+        print("TorchScript, optimized_execution(False) (s)", times(AttnMACECalculator(path), no_opt, atoms))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "attention")
