@@ -16,7 +16,7 @@ from e3nn.util.jit import script
 
 from ._version import __version__
 from .config import ModelConfig
-from .model import AttnMACE, build_model
+from .model import AttnMACE, build_model, count_parameters
 
 #: Version of the file layout (metadata keys and model forward interface). Files with a newer
 #: format than this are refused with a message; older formats are read.
@@ -53,6 +53,7 @@ def metadata_of(model: AttnMACE) -> Dict[str, Any]:
         "r_max": config.r_max,
         "heads": config.heads,
         "num_layers": config.num_layers,
+        "num_parameters": count_parameters(model),
         "dtype": str(dtype).replace("torch.", ""),
         "units": UNITS,
         "config": config.to_dict(),

@@ -18,8 +18,9 @@ from .nn import (
     ZBLRepulsion,
 )
 from .nn._irreps import natural_irreps
-from .nn.interaction import edge_irreps
+from .nn.attention import max_neighbours
 from .nn.repulsion import NoRepulsion
+from .nn.tensor_product import ChannelwiseTensorProduct
 
 
 class AttnMACE(torch.nn.Module):
@@ -39,6 +40,7 @@ class AttnMACE(torch.nn.Module):
     r_max: float
     num_layers: int
     num_species: int
+    heads: int
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -47,6 +49,7 @@ class AttnMACE(torch.nn.Module):
         self.r_max = config.r_max
         self.num_layers = config.num_layers
         self.num_species = len(config.species)
+        self.heads = config.heads
         channels = config.channels
         species_irreps = o3.Irreps(f"{self.num_species}x0e")
         self.irreps_sh = natural_irreps(config.sh_max_l)
@@ -63,13 +66,13 @@ class AttnMACE(torch.nn.Module):
             out_l = 0 if last else config.max_l
             irreps_out = natural_irreps(out_l, channels)
             product = SymmetricContraction(channels, config.sh_max_l, out_l, config.correlation[s], self.num_species)
-            irreps_edge, _ = edge_irreps(irreps, self.irreps_sh, product.irreps_in)
+            tp = ChannelwiseTensorProduct(irreps, self.irreps_sh, product.irreps_in)
             if config.heads > 0:
                 aggregation = AttentionAggregation(
-                    irreps_edge, irreps, config.heads, config.attn_channels, config.attn_max_l
+                    tp.irreps_out, irreps, config.heads, config.attn_channels, config.attn_max_l, tp.to_e3nn
                 )
             else:
-                aggregation = SumAggregation(irreps_edge)
+                aggregation = SumAggregation(tp.irreps_out, tp.to_e3nn)
             layers.append(
                 InteractionBlock(
                     irreps_in=irreps,
@@ -77,6 +80,7 @@ class AttnMACE(torch.nn.Module):
                     channels=channels,
                     radial=RadialEmbedding(r_cut, config.num_radial, config.envelope_p),
                     radial_mlp=config.radial_mlp,
+                    tp=tp,
                     aggregation=aggregation,
                     product=product,
                     irreps_out=irreps_out,
@@ -160,6 +164,9 @@ class AttnMACE(torch.nn.Module):
         s = 0
         for layer, readout in zip(self.layers, self.readouts):
             selected = torch.nonzero(lengths < self.cutoffs[s]).squeeze(-1)  # this layer's edges
+            layer_receivers = receivers.index_select(0, selected)
+            # computed here, outside the layer, so that a compiled layer has no host sync
+            width = max_neighbours(layer_receivers, h.shape[0]) if self.heads > 0 else 0
             h, alpha = layer(
                 h,
                 species,
@@ -167,7 +174,8 @@ class AttnMACE(torch.nn.Module):
                 lengths.index_select(0, selected),
                 sh.index_select(0, selected),
                 senders.index_select(0, selected),
-                receivers.index_select(0, selected),
+                layer_receivers,
+                width,
             )
             layer_energies.append(readout(h))
             if compute_attention:

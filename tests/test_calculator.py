@@ -190,3 +190,23 @@ def test_shipped_model_found_by_name_from_any_directory(model_file, tmp_path, mo
 def test_negative_skin_is_rejected(model_file):
     with pytest.raises(ValueError, match="skin must be >= 0, got -0.1"):
         AttnMACECalculator(model_file, skin=-0.1)
+
+
+def test_compiled_layers_match_torchscript(model_file):
+    """Compiled layers give the TorchScript file's energy, forces and stress.
+
+    The ``aot_eager`` backend runs the same capture, dynamic shapes and compiled backward as
+    TorchInductor without its C++ code generation, which takes minutes on 2 cores; the inductor
+    path itself is run by ``benchmarks/compile_speed.py``.
+    """
+    atoms = diamond()
+    scripted = AttnMACECalculator(model_file, device="cpu")
+    compiled = AttnMACECalculator(model_file, device="cpu", compile="aot_eager")
+    for _ in range(2):  # the second call, with moved atoms, reuses the compiled code (dynamic shapes)
+        atoms.calc = scripted
+        reference = (atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress())
+        atoms.calc = compiled
+        np.testing.assert_allclose(atoms.get_potential_energy(), reference[0], rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(atoms.get_forces(), reference[1], rtol=1e-8, atol=1e-9)
+        np.testing.assert_allclose(atoms.get_stress(), reference[2], rtol=1e-8, atol=1e-9)
+        atoms.positions[0] += 0.3

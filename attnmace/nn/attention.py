@@ -24,7 +24,7 @@ products over padded neighbourhoods, so no ``(n_edges, heads, dim)`` tensor is f
 """
 
 import math
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from e3nn import o3
@@ -67,14 +67,23 @@ def smooth_attention(
     return multiplier, alpha
 
 
-def neighbourhood_slots(receivers: torch.Tensor, num_nodes: int) -> Tuple[torch.Tensor, int]:
+def max_neighbours(receivers: torch.Tensor, num_nodes: int) -> int:
+    """The largest neighbour count of any atom (0 without edges)."""
+    if num_nodes == 0 or receivers.numel() == 0:
+        return 0
+    return int(torch.bincount(receivers, minlength=num_nodes).max())
+
+
+def neighbourhood_slots(receivers: torch.Tensor, num_nodes: int, width: int = -1) -> Tuple[torch.Tensor, int]:
     """Flat index ``i * K + slot`` of each edge in a padded ``(n_atoms, K)`` neighbourhood table.
 
     ``receivers`` must be sorted. Returns the index ``(n_edges,)`` and ``K``, the largest
-    neighbour count.
+    neighbour count; pass ``width`` (:func:`max_neighbours`) when it is known, which keeps this
+    function free of host synchronisation (and ``torch.compile`` free of a graph break).
     """
     counts = torch.bincount(receivers, minlength=num_nodes)
-    width = int(counts.max()) if num_nodes > 0 and receivers.numel() > 0 else 0
+    if width < 0:
+        width = max_neighbours(receivers, num_nodes)
     start = torch.cumsum(counts, 0) - counts
     slot = torch.arange(receivers.shape[0], device=receivers.device) - start.index_select(0, receivers)
     return receivers * width + slot, width
@@ -89,6 +98,8 @@ class AttentionAggregation(torch.nn.Module):
         heads: number of heads μ.
         attn_channels: channels per ``l`` of each head's query/key space.
         attn_max_l: maximum ``l`` of the query/key space.
+        edge_layout: index that maps the flat ``φ_ij`` given to ``forward`` to e3nn's layout of
+            ``irreps_edge`` (``ChannelwiseTensorProduct.to_e3nn``); ``None`` if it is e3nn's already.
 
     ``irreps_out`` has ``heads × channels`` channels per path: head ``μ`` fills channels
     ``μ·channels .. (μ+1)·channels - 1``. Edges must be sorted by centre atom.
@@ -105,6 +116,7 @@ class AttentionAggregation(torch.nn.Module):
         heads: int,
         attn_channels: int = 8,
         attn_max_l: int = 1,
+        edge_layout: Optional[torch.Tensor] = None,
     ):
         super().__init__()
         self.irreps_in = o3.Irreps(irreps_edge)
@@ -133,13 +145,21 @@ class AttentionAggregation(torch.nn.Module):
         self.key_t = o3.Linear(
             o3.Irreps(qk * heads), o3.Irreps(list(self.irreps_in) * heads), instructions=instructions
         )
-        # (heads, dim) head-major -> e3nn layout of irreps_out (each path: heads*channels x 2l+1)
+        if edge_layout is None:
+            edge_layout = torch.arange(self.dim)
+        to_e3nn = [int(i) for i in edge_layout]
+        # e3nn layout -> φ's layout, for the keys W_K^T q_i
+        from_e3nn = torch.empty(self.dim, dtype=torch.long)
+        from_e3nn[edge_layout] = torch.arange(self.dim)
+        self.register_buffer("from_e3nn", from_e3nn)
+        # (heads, dim) head-major in φ's layout -> e3nn layout of irreps_out
+        # (each path: heads*channels x 2l+1)
         perm: List[int] = []
         start = 0
         for mul, ir in self.irreps_in:
             block = mul * ir.dim
             for mu in range(heads):
-                perm.extend(range(mu * self.dim + start, mu * self.dim + start + block))
+                perm.extend(mu * self.dim + to_e3nn[p] for p in range(start, start + block))
             start += block
         self.register_buffer("perm", torch.tensor(perm, dtype=torch.long))
 
@@ -150,6 +170,7 @@ class AttentionAggregation(torch.nn.Module):
         receivers: torch.Tensor,
         envelope: torch.Tensor,
         num_nodes: int,
+        width: int = -1,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Attention-weighted sums of edge embeddings onto their centre atoms, one per head.
 
@@ -159,15 +180,17 @@ class AttentionAggregation(torch.nn.Module):
             receivers: centre atom ``i`` of each edge (sorted), shape ``(n_edges,)``.
             envelope: cutoff envelope ``u(r_ij)`` of this layer, shape ``(n_edges,)``.
             num_nodes: number of atoms.
+            width: the largest neighbour count (:func:`max_neighbours`), or -1 to compute it here.
 
         Returns:
             The aggregate ``(n_atoms, irreps_out.dim)`` and the attention weights ``α``
             ``(n_edges, heads)``.
         """
-        flat, width = neighbourhood_slots(receivers, num_nodes)
+        flat, width = neighbourhood_slots(receivers, num_nodes, width)
         padded = phi.new_zeros(num_nodes * width, self.dim).index_copy(0, flat, phi)
         padded = padded.view(num_nodes, width, self.dim)  # (n_atoms, K, dim)
-        g = self.key_t(self.query(h)).view(num_nodes, self.heads, self.dim)  # W_K^T q_i
+        g = self.key_t(self.query(h)).view(num_nodes, self.heads, self.dim)  # W_K^T q_i (e3nn layout)
+        g = g.index_select(2, self.from_e3nn)  # in φ's layout
         logits = torch.bmm(padded, g.transpose(1, 2)) * self.scale  # (n_atoms, K, heads)
         logits = logits.reshape(num_nodes * width, self.heads).index_select(0, flat)  # (n_edges, heads)
         multiplier, alpha = smooth_attention(logits, envelope, receivers, num_nodes)

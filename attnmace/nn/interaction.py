@@ -12,22 +12,9 @@ from e3nn import o3
 
 from ._irreps import block_dims, from_channel_major, to_channel_major
 from .radial import RadialEmbedding
+from .tensor_product import ChannelwiseTensorProduct, edge_irreps
 
-
-def edge_irreps(irreps_node: o3.Irreps, irreps_sh: o3.Irreps, irreps_target: o3.Irreps):
-    """Output irreps and ``uvu`` instructions of the channel-wise tensor product of Eq. (1).
-
-    Keeps every path ``l1 ⊗ l2 -> l3`` whose output irrep appears in ``irreps_target``.
-    """
-    targets = {ir for _, ir in irreps_target}
-    irreps_mid, instructions = [], []
-    for i, (mul, ir_in) in enumerate(irreps_node):
-        for j, (_, ir_sh) in enumerate(irreps_sh):
-            for ir_out in ir_in * ir_sh:
-                if ir_out in targets:
-                    instructions.append((i, j, len(irreps_mid), "uvu", True))
-                    irreps_mid.append((mul, ir_out))
-    return o3.Irreps(irreps_mid), instructions
+__all__ = ["InteractionBlock", "edge_irreps"]
 
 
 class InteractionBlock(torch.nn.Module):
@@ -39,8 +26,9 @@ class InteractionBlock(torch.nn.Module):
         channels: feature channels ``k``.
         radial: radial embedding with this layer's cutoff.
         radial_mlp: hidden sizes of the radial MLP ``R``.
+        tp: the edge tensor product; its output is channel-major (``tp.to_e3nn`` maps it).
         aggregation: sums the edge embeddings per atom (plain or attention-weighted); its
-            ``irreps_in`` must be the edge embedding's irreps.
+            ``irreps_in`` must be ``tp.irreps_out`` and it must take ``tp``'s layout.
         product: symmetric contraction producing ``B``.
         irreps_out: node features ``h^(s+1)`` leaving the layer.
         num_species: number of elements (element-dependent residual).
@@ -59,6 +47,7 @@ class InteractionBlock(torch.nn.Module):
         channels: int,
         radial: RadialEmbedding,
         radial_mlp: Tuple[int, ...],
+        tp: ChannelwiseTensorProduct,
         aggregation: torch.nn.Module,
         product: torch.nn.Module,
         irreps_out: o3.Irreps,
@@ -73,10 +62,10 @@ class InteractionBlock(torch.nn.Module):
         self.radial = radial
         self.linear_up = o3.Linear(self.irreps_in, self.irreps_in)
         irreps_a = product.irreps_in
-        irreps_mid, instructions = edge_irreps(self.irreps_in, o3.Irreps(irreps_sh), irreps_a)
-        self.tp = o3.TensorProduct(
-            self.irreps_in, irreps_sh, irreps_mid, instructions, shared_weights=False, internal_weights=False
-        )
+        irreps_mid, _ = edge_irreps(self.irreps_in, o3.Irreps(irreps_sh), irreps_a)
+        if tp.irreps_out != irreps_mid:
+            raise ValueError(f"tensor product gives {tp.irreps_out}, the layer needs {irreps_mid}")
+        self.tp = tp
         # R(r): one weight per path and channel
         self.radial_mlp = enn.FullyConnectedNet(
             [radial.num_basis, *radial_mlp, self.tp.weight_numel], torch.nn.functional.silu
@@ -102,6 +91,7 @@ class InteractionBlock(torch.nn.Module):
         sh: torch.Tensor,
         senders: torch.Tensor,
         receivers: torch.Tensor,
+        width: int = -1,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Update node features with one layer.
 
@@ -113,6 +103,7 @@ class InteractionBlock(torch.nn.Module):
             sh: spherical harmonics of the edge directions, ``(n_edges, irreps_sh.dim)``.
             senders: neighbour ``j`` of each edge, ``(n_edges,)``.
             receivers: centre ``i`` of each edge, sorted, ``(n_edges,)``.
+            width: the largest neighbour count, for the attention's padded table (-1: compute it).
 
         Returns:
             New node features ``(n_atoms, irreps_out.dim)`` and attention weights
@@ -123,8 +114,8 @@ class InteractionBlock(torch.nn.Module):
         basis, envelope = self.radial(lengths)  # (n_edges, num_basis), (n_edges,)
         weights = self.radial_mlp(basis)  # (n_edges, num_paths * channels)
         h_up = self.linear_up(h)
-        phi = self.tp(h_up.index_select(0, senders), sh, weights)  # (n_edges, irreps_mid.dim)
-        aggregated, alpha = self.aggregation(phi, h, receivers, envelope, num_nodes)
+        phi = self.tp(h_up.index_select(0, senders), sh, weights)  # (n_edges, irreps_mid.dim), channel-major
+        aggregated, alpha = self.aggregation(phi, h, receivers, envelope, num_nodes, width)
         a = self.linear(aggregated) / self.avg_num_neighbors  # A_i, Eq. (2)/(6)
         b = self.product(to_channel_major(a, self.channels, self.a_dims), species)  # B_i, Eq. (3)
         out = self.linear_out(from_channel_major(b, self.b_dims)) + residual

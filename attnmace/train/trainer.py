@@ -317,9 +317,13 @@ class Trainer:
             self.history.append(row)
             self.epoch = epoch
             if _rank() == 0:
-                if improved:
-                    self.export_best(valid["metrics"])
+                # the checkpoint first: a failing export must never cost the training state
                 atomic_save(self.state_dict(), self.checkpoint_path)
+                if improved:
+                    try:
+                        self.export_best(valid["metrics"])
+                    except Exception:  # noqa: BLE001 - logged with its traceback; training goes on
+                        log.exception("export of the best model failed (the checkpoint is saved)")
                 self._write_metrics()
                 log.info(
                     "epoch %d  lr %.2e  loss %.4g  train E %.2f meV/atom F %.1f meV/Å  "

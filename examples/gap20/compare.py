@@ -1,0 +1,158 @@
+"""The Table-1 comparison on our GAP-20 split: baseline against attention, same data and budget.
+
+    python examples/gap20/compare.py --data-dir ../shared/data/gap20 --split-dir runs/gap20/data \\
+        attention=runs/gap20/attention baseline=runs/gap20/baseline
+
+Each ``name=run_dir`` is a training output folder (``model.pt``, ``metrics.csv``). For every model
+this evaluates the validation split and ``gap20_amorphous_test.extxyz`` (energy and force RMSE,
+overall and per ``config_type``), reads the training budget from ``metrics.csv`` (epochs, steps,
+wall time), and writes to ``--output``:
+
+* ``metrics.json``: everything above;
+* ``table.md``: the comparison table of ``models/README.md``, beside the paper's numbers;
+* ``force_outliers.png``: the paper's Figure 2 (right) for all models on the test set, the
+  fraction of atoms whose relative force error ``|ΔF| / |F|`` exceeds a threshold.
+"""
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from attnmace.export import load_model_with_metadata
+from attnmace.train.data import DataKeys, load_frames
+from attnmace.train.evaluate import compute_metrics, predict
+from attnmace.train.graphs import GraphDataset
+
+#: Norwood et al., Table 1 (full GAP-20, validation): parameters, E (meV/atom), F (meV/Å)
+PAPER = {"baseline": ("616K", 10.7, 328.3), "attention": ("163K", 8.6, 257.9)}
+KEYS = DataKeys(energy="REF_energy", forces="REF_forces")
+
+
+def evaluate(model_file: Path, data_file: Path, dtype=torch.float32, batch_size: int = 8):
+    """Metrics (overall, per config type, force outliers) of one model file on one dataset."""
+    module, meta = load_model_with_metadata(model_file, "cpu")
+    module = module.to(dtype)
+    frames = load_frames(str(data_file), KEYS)
+    dataset = GraphDataset(frames, meta["atomic_numbers"], meta["r_max"], dtype, cache=False, source=str(data_file))
+    preds = predict(module, dataset, batch_size)
+    return compute_metrics(preds, [frames[i].config_type for i in range(len(frames))]), meta
+
+
+def budget(run_dir: Path):
+    """Epochs, optimiser steps and wall time of a training run from its ``metrics.csv``."""
+    with open(run_dir / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    config = {}
+    if (run_dir / "config.yaml").exists():
+        import yaml
+
+        config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    steps = int(config.get("max_steps_per_epoch") or 0) * len(rows)
+    return {
+        "epochs": len(rows),
+        "steps": steps,
+        "hours": sum(float(r["seconds"]) for r in rows) / 3600.0,
+        "batch_size": config.get("batch_size"),
+        "dtype": config.get("dtype"),
+        "cutoffs": config.get("cutoffs"),
+    }
+
+
+def table(results) -> str:
+    """Markdown comparison table (ours beside the paper's full-data numbers)."""
+    lines = [
+        "| model | params | valid E (meV/atom) | valid F (meV/Å) | test E (meV/atom) | test F (meV/Å) "
+        "| budget | paper params | paper E | paper F |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        v, t, b = r["valid"]["overall"], r["test"]["overall"], r["budget"]
+        p = PAPER.get(r["preset"], ("", "", ""))
+        lines.append(
+            f"| {name} | {r['parameters']:,} | {v['energy_rmse_meV_per_atom']:.1f} | {v['forces_rmse_meV_per_A']:.0f} "
+            f"| {t['energy_rmse_meV_per_atom']:.1f} | {t['forces_rmse_meV_per_A']:.0f} "
+            f"| {b['epochs']} epochs × {b['steps'] // max(b['epochs'], 1)} steps, {b['hours']:.1f} h "
+            f"| {p[0]} | {p[1]} | {p[2]} |"
+        )
+    types = sorted({c for r in results.values() for c in r["valid"].get("per_config_type", {})})
+    lines += ["", "Validation force RMSE (meV/Å) per config type:", ""]
+    lines.append("| config_type | frames | " + " | ".join(results) + " |")
+    lines.append("|---|---|" + "---|" * len(results))
+    for c in types:
+        cells = []
+        frames = 0
+        for r in results.values():
+            m = r["valid"]["per_config_type"].get(c)
+            frames = m["n_frames"] if m else frames
+            cells.append(f"{m['forces_rmse_meV_per_A']:.0f} / {m['energy_rmse_meV_per_atom']:.1f}" if m else "")
+        lines.append(f"| {c} | {frames} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("(cells: force RMSE meV/Å / energy RMSE meV/atom)")
+    return "\n".join(lines) + "\n"
+
+
+def outlier_plot(results, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.8))
+    for name, r in results.items():
+        out = r["test"]["force_outliers"]
+        t, f = np.array(out["thresholds"]), np.array(out["fraction"])
+        ax.loglog(100 * t, np.where(f > 0, f, np.nan), "o-", label=f"{name} ({r['parameters'] / 1e3:.0f}K)")
+    ax.set_xlabel("relative force error threshold |ΔF|/|F| (%)")
+    ax.set_ylabel("fraction of atoms above threshold")
+    ax.set_xlim(10, 1e5)
+    ax.set_title("GAP-20 amorphous test set")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", help="name=run_dir")
+    parser.add_argument("--data-dir", type=Path, default=Path("../shared/data/gap20"))
+    parser.add_argument("--split-dir", type=Path, default=Path("runs/gap20/data"))
+    parser.add_argument("--output", type=Path, default=Path("examples/gap20/results"))
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    args = parser.parse_args(argv)
+    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    results = {}
+    for spec in args.runs:
+        name, _, run = spec.partition("=")
+        run_dir = Path(run)
+        valid, meta = evaluate(run_dir / "model.pt", args.split_dir / "valid.extxyz", getattr(torch, args.dtype))
+        test, _ = evaluate(
+            run_dir / "model.pt", args.data_dir / "gap20_amorphous_test.extxyz", getattr(torch, args.dtype)
+        )
+        config = meta["config"]
+        results[name] = {
+            "preset": "attention" if config.get("heads", 0) > 0 else "baseline",
+            "parameters": int(meta.get("num_parameters") or 0),
+            "config": config,
+            "valid": valid,
+            "test": test,
+            "budget": budget(run_dir),
+        }
+        print(
+            f"{name}: valid F {valid['overall']['forces_rmse_meV_per_A']:.1f} meV/Å, "
+            f"test F {test['overall']['forces_rmse_meV_per_A']:.1f} meV/Å"
+        )
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "metrics.json").write_text(json.dumps(results, indent=1))
+    (args.output / "table.md").write_text(table(results))
+    outlier_plot(results, args.output / "force_outliers.png")
+    print(table(results))
+    print(f"wrote {args.output}/metrics.json, table.md, force_outliers.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,268 @@
+"""In-plane Li diffusion in LiC6 from Langevin molecular dynamics and an Arrhenius fit.
+
+Perfect LiC6 has no empty Li sites, so Li moves through vacancies: the cell is a LiC6 supercell
+(2x2x1 of the 7-atom cell) with one Li vacancy per gallery (Li_0.75C6, 27 atoms).  At each
+temperature the script runs Langevin NVT (ase.md.langevin; weak friction, so the dynamics between
+collisions is nearly Newtonian), records the unwrapped Li positions (ASE does not wrap positions
+during MD; the drift of the carbon framework is subtracted), and computes the in-plane mean-square
+displacement averaged over Li atoms and time origins.  In two dimensions MSD(t) = 4 D t, so
+
+    D = slope of MSD(t) / 4        (fitted beyond the first 20 % of the lag times)
+
+and an Arrhenius fit ln D = ln D0 - Ea / (kB T) gives the activation energy Ea and prefactor D0.
+At fixed vacancy content Ea is the migration barrier (compare with neb.py); D itself scales with
+the vacancy fraction (here 1/4), and a few picoseconds per temperature give only a handful of hops,
+so D carries a large statistical error (the script prints how many Li left their site).  High
+temperatures are used because hops must happen within picoseconds.
+
+References (approximate):
+* vacancy-hop barrier in LiC6 from DFT about 0.3 to 0.5 eV (K. Persson et al., Phys. Rev. B 82,
+  125416 (2010)); Ea from MD should fall in (or near) that range;
+* measured room-temperature Li diffusion coefficients in graphite / LiC6 span about 1e-11 to
+  1e-6 cm^2/s depending on the method and the sample; in-plane in HOPG about 1e-7 to 1e-6 cm^2/s
+  (K. Persson et al., J. Phys. Chem. Lett. 1, 1176 (2010)).  The script extrapolates the
+  Arrhenius fit to 300 K for this comparison.
+
+    python examples/lic/diffusion.py                # models/lic.pt, 800-1400 K, 2 ps each (float32)
+    python examples/lic/diffusion.py --quick        # 1000 and 1400 K, 0.2 ps each: a smoke test
+    python examples/lic/diffusion.py --temperatures 900 1100 1300 --steps 20000 --device cuda
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Optional, Sequence, Tuple
+
+import common
+import numpy as np
+from ase import Atoms, units
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import Stationary
+
+try:  # ASE >= 3.29
+    from ase.md.velocitydistribution import thermalize_momenta
+except ImportError:  # older ASE
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta
+
+KB = units.kB  # eV/K
+#: 1 Å^2/fs in cm^2/s
+A2_PER_FS_TO_CM2_PER_S = 1e-16 / 1e-15
+#: Reference ranges, see the module docstring.
+REFERENCE_EA = (0.3, 0.5)  # eV
+REFERENCE_D300 = (1e-11, 1e-6)  # cm^2/s
+
+QUICK = {"temperatures": (1000.0, 1400.0), "steps": 200, "equilibration": 100}
+FULL = {"temperatures": (800.0, 1000.0, 1200.0, 1400.0), "steps": 2000, "equilibration": 300}
+
+
+def run_md(
+    atoms: Atoms,
+    temperature: float,
+    steps: int,
+    timestep: float = 1.0,
+    interval: int = 10,
+    equilibration: int = 0,
+    friction: float = 0.01,
+    seed: int = 0,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Langevin NVT of ``atoms`` (with a calculator) and the unwrapped Li positions.
+
+    Args:
+        temperature: K.  steps: production steps.  timestep: fs.  interval: steps between frames.
+        equilibration: steps run first and discarded, with 5 x ``friction`` to thermalise quickly.
+        friction: of the production run, 1/fs (weak: the hops stay close to Newtonian dynamics).
+
+    Returns:
+        ``(times, positions)``: times in fs ``(frames,)`` and Li positions ``(frames, n_li, 3)`` in Å,
+        with the displacement of the carbon centre of mass removed.
+    """
+    rng = np.random.default_rng(seed)
+    thermalize_momenta(atoms, temperature_K=temperature, rng=rng)
+    Stationary(atoms)
+
+    def langevin(gamma):
+        return Langevin(
+            atoms, timestep * units.fs, temperature_K=temperature, friction=gamma / units.fs, fixcm=False, rng=rng
+        )
+
+    if equilibration:
+        langevin(5 * friction).run(equilibration)
+    li, carbon = atoms.numbers == 3, atoms.numbers == 6
+    frames = []
+    dyn = langevin(friction)  # a fresh integrator records the first frame at step 0
+    dyn.attach(lambda: frames.append(atoms.get_positions()), interval=interval)
+    dyn.run(steps)
+    positions = np.array(frames)
+    drift = positions[:, carbon].mean(axis=1) - positions[0, carbon].mean(axis=0)
+    times = np.arange(len(frames)) * interval * timestep
+    return times, positions[:, li] - drift[:, None, :]
+
+
+def msd(positions: np.ndarray, axes: Sequence[int] = (0, 1), max_lag: Optional[int] = None) -> np.ndarray:
+    """Mean-square displacement for lags 0 .. max_lag (frames), averaged over atoms and time origins.
+
+    Args:
+        positions: unwrapped positions ``(frames, atoms, 3)``.
+        axes: Cartesian components counted (in-plane ``(0, 1)`` for layers normal to z).
+        max_lag: largest lag; half the trajectory by default.
+
+    Returns:
+        ``(max_lag + 1,)`` in Å^2.
+    """
+    r = np.asarray(positions, dtype=float)[:, :, list(axes)]
+    max_lag = len(r) // 2 if max_lag is None else min(max_lag, len(r) - 1)
+    out = np.zeros(max_lag + 1)
+    for lag in range(1, max_lag + 1):  # vectorised over origins and atoms
+        out[lag] = ((r[lag:] - r[:-lag]) ** 2).sum(axis=2).mean()
+    return out
+
+
+def diffusion_coefficient(
+    times: np.ndarray, msd_values: np.ndarray, dim: int = 2, fit_range: Tuple[float, float] = (0.2, 1.0)
+) -> float:
+    """D in cm^2/s from the slope of MSD(t) = 2 dim D t (times in fs, MSD in Å^2).
+
+    The straight line is fitted to the lags between ``fit_range`` fractions of the longest lag
+    (the start skips the ballistic/vibrational part).
+    """
+    times, msd_values = np.asarray(times, dtype=float), np.asarray(msd_values, dtype=float)
+    n = len(msd_values)
+    lo, hi = int(fit_range[0] * (n - 1)), int(np.ceil(fit_range[1] * (n - 1))) + 1
+    if hi - lo < 2:
+        lo, hi = 0, n
+    slope = np.polyfit(times[lo:hi], msd_values[lo:hi], 1)[0]
+    return float(slope / (2 * dim) * A2_PER_FS_TO_CM2_PER_S)
+
+
+def arrhenius_fit(temperatures: Sequence[float], d: Sequence[float]) -> Tuple[float, float]:
+    """Fit ln D = ln D0 - Ea / (kB T).
+
+    Returns:
+        ``(Ea, D0)``: activation energy (eV) and prefactor (units of ``d``).
+
+    Raises:
+        ValueError: fewer than two temperatures with D > 0.
+    """
+    t, d = np.asarray(temperatures, dtype=float), np.asarray(d, dtype=float)
+    ok = d > 0
+    if ok.sum() < 2:
+        raise ValueError("an Arrhenius fit needs D > 0 at two or more temperatures")
+    slope, intercept = np.polyfit(1.0 / t[ok], np.log(d[ok]), 1)
+    return float(-slope * KB), float(np.exp(intercept))
+
+
+def displaced_fraction(positions: np.ndarray, hop: float) -> float:
+    """Fraction of atoms whose final in-plane displacement exceeds half a hop distance ``hop`` (Å)."""
+    d = np.linalg.norm(positions[-1, :, :2] - positions[0, :, :2], axis=1)
+    return float((d > 0.5 * hop).mean())
+
+
+def run(
+    calc,
+    temperatures: Sequence[float] = FULL["temperatures"],
+    steps: int = 2000,
+    equilibration: int = 300,
+    timestep: float = 1.0,
+    interval: int = 10,
+    repeat: Sequence[int] = (2, 2, 1),
+    fmax: float = 0.05,
+    seed: int = 0,
+) -> dict:
+    """Relax LiC6, make the vacancy supercell and run MD at each temperature; returns the results."""
+    base = common.lic6()
+    base.calc = calc
+    common.relax(base, fmax=fmax, steps=200, cell=True)
+    start_cell = common.lic6_vacancy_supercell(repeat, vacancies=repeat[2], base=base)
+    hop = float(base.cell.lengths()[0])  # Li-Li distance in LiC6 = a of the sqrt(3) cell
+    runs = []
+    for k, temperature in enumerate(temperatures):
+        atoms = start_cell.copy()
+        atoms.calc = calc
+        t0 = time.perf_counter()
+        times, positions = run_md(atoms, temperature, steps, timestep, interval, equilibration, seed=seed + k)
+        values = msd(positions)
+        runs.append(
+            {
+                "temperature": float(temperature),
+                "times": times[: len(values)],
+                "msd": values,
+                "D": diffusion_coefficient(times[: len(values)], values),
+                "displaced": displaced_fraction(positions, hop),
+                "T_final": float(atoms.get_temperature()),
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+    res = {"runs": runs, "n_atoms": len(start_cell), "n_li": int((start_cell.numbers == 3).sum()), "hop": hop}
+    try:
+        res["Ea"], res["D0"] = arrhenius_fit([r["temperature"] for r in runs], [r["D"] for r in runs])
+    except ValueError as error:
+        res["fit_error"] = str(error)
+    return res
+
+
+def report(res: dict) -> None:
+    """Print D per temperature, the Arrhenius parameters and the comparison with references."""
+    print(f"LiC6 supercell with Li vacancies: {res['n_atoms']} atoms, {res['n_li']} Li; Li-Li hop {res['hop']:.2f} Å")
+    for r in res["runs"]:
+        print(
+            f"  T = {r['temperature']:6.0f} K (final {r['T_final']:6.0f} K): D = {r['D']:.3e} cm^2/s, "
+            f"{100 * r['displaced']:.0f} % of Li left their site, {r['seconds']:.1f} s"
+        )
+    if all(r["displaced"] == 0 for r in res["runs"]):
+        print("  warning: no Li left its site; D measures vibrations only (run longer or hotter)")
+    if "fit_error" in res:
+        print(f"Arrhenius fit not possible: {res['fit_error']}")
+        return
+    print(f"Arrhenius fit: Ea = {res['Ea']:.3f} eV, D0 = {res['D0']:.3e} cm^2/s")
+    low, high = REFERENCE_EA
+    print(common.compare_range("activation energy", res["Ea"], low, high, "eV", "DFT vacancy hop, approx."))
+    d300 = res["D0"] * np.exp(-res["Ea"] / (KB * 300.0))
+    low, high = REFERENCE_D300
+    where = "inside" if low <= d300 <= high else "outside"
+    print(
+        f"D(300 K) extrapolated: model {d300:.2e} cm^2/s, reference {low:.0e} to {high:.0e} cm^2/s "
+        f"(experiments, method-dependent), {where} the range (factor {d300 / np.clip(d300, low, high):.2g})"
+    )
+
+
+def plot(res: dict, path) -> None:
+    """MSD curves (left) and the Arrhenius plot (right)."""
+    fig, ax = common.new_figure(2)
+    for k, r in enumerate(res["runs"]):
+        ax[0, 0].plot(r["times"] / 1000, r["msd"], color=f"C{k}", label=f"{r['temperature']:.0f} K")
+    ax[0, 0].set(xlabel="lag time (ps)", ylabel="in-plane Li MSD (Å$^2$)", title="mean-square displacement")
+    ax[0, 0].legend(fontsize=8)
+    t = np.array([r["temperature"] for r in res["runs"]])
+    d = np.array([r["D"] for r in res["runs"]])
+    ok = d > 0
+    ax[0, 1].semilogy(1000 / t[ok], d[ok], "o", label="MD")
+    if "Ea" in res:
+        x = np.linspace(1000 / t.max(), 1000 / t.min(), 50)
+        fit = res["D0"] * np.exp(-res["Ea"] / (KB * 1000 / x))
+        ax[0, 1].semilogy(x, fit, "-", label=f"fit, Ea = {res['Ea']:.2f} eV")
+    ax[0, 1].set(xlabel="1000 / T (1/K)", ylabel="D (cm$^2$/s)", title="Arrhenius")
+    ax[0, 1].legend(fontsize=8)
+    common.save_figure(fig, path)
+
+
+def main(argv: Optional[Sequence[str]] = None, calc=None) -> dict:
+    """Command line; ``calc`` (a calculator or model object) replaces ``--model`` (used by the tests)."""
+    parser = common.base_parser(__doc__, "lic_diffusion.png", dtype="float32")  # MD: float32 is enough
+    parser.add_argument("--temperatures", type=float, nargs="+", default=None, help="K (quick 1000 1400)")
+    parser.add_argument("--steps", type=int, default=None, help="production MD steps per temperature")
+    parser.add_argument("--equilibration", type=int, default=None, help="MD steps discarded first")
+    parser.add_argument("--timestep", type=float, default=1.0, help="fs")
+    parser.add_argument("--interval", type=int, default=10, help="steps between recorded frames")
+    parser.add_argument("--seed", type=int, default=0)
+    args = common.apply_defaults(parser.parse_args(argv), QUICK, FULL)
+    calc = common.load_calculator(calc if calc is not None else args.model, args.device, args.dtype)
+    start = time.perf_counter()
+    res = run(calc, args.temperatures, args.steps, args.equilibration, args.timestep, args.interval, seed=args.seed)
+    report(res)
+    plot(res, args.plot)
+    print(f"total time {time.perf_counter() - start:.1f} s")
+    return res
+
+
+if __name__ == "__main__":
+    main()

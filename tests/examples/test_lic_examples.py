@@ -1,0 +1,195 @@
+"""The Li–C examples (examples/lic: voltage, interlayer, neb, diffusion) on synthetic data and a tiny model."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase import units
+from helpers import tiny_model
+
+from attnmace import AttnMACECalculator
+
+LIC = Path(__file__).parents[2] / "examples" / "lic"
+sys.path.insert(0, str(LIC))  # the scripts import common.py and structures.py from their folder
+
+import common  # noqa: E402
+import diffusion  # noqa: E402
+import interlayer  # noqa: E402
+import neb  # noqa: E402
+import voltage  # noqa: E402
+
+SCRIPTS = {"voltage": voltage, "interlayer": interlayer, "neb": neb, "diffusion": diffusion}
+
+
+@pytest.fixture(scope="module")
+def calc():
+    return AttnMACECalculator(tiny_model(2, species=("Li", "C"), cutoffs=(2.2, 3.0)), device="cpu")
+
+
+# ----------------------------------------------------------------------------------- structures
+def test_builders_stoichiometry():
+    assert common.composition(common.lic6()) == (1, 6)
+    assert common.composition(common.lic12()) == (1, 12)
+    assert common.composition(common.graphite_ab()) == (0, 4)
+    assert common.composition(common.li_bcc()) == (2, 0)
+    assert common.li_per_c6(common.lic6()) == 1.0 and common.li_per_c6(common.lic12()) == 0.5
+    expected = {"LiC8": 0.75, "LiC16_AA": 0.375, "LiC18": 1 / 3, "LiC24": 0.25, "LiC24_AAB": 0.25}
+    assert {name: common.li_per_c6(common.dilute(name)) for name in common.DILUTE} == pytest.approx(expected)
+    assert common.li_bcc(3.5).cell.lengths() == pytest.approx([3.5] * 3)
+    assert common.lic6(a=4.4).cell.lengths()[:2] == pytest.approx([4.4, 4.4])
+
+
+def test_vacancy_supercell_one_vacancy_per_gallery():
+    cell = common.lic6_vacancy_supercell((2, 2, 2), vacancies=2)
+    assert common.composition(cell) == (6, 48)
+    sites = cell.info["vacancy_sites"]
+    assert sites.shape == (2, 3) and abs(sites[0, 2] - sites[1, 2]) == pytest.approx(common.D_LIC6)
+    li = cell.positions[cell.numbers == 3]
+    gap = np.linalg.norm(common.mic_vectors((li[:, None] - sites[None]).reshape(-1, 3), cell), axis=1)
+    assert gap.min() > 4.0  # no Li left on a vacancy site
+
+
+@pytest.mark.parametrize("d", [3.2, 3.35, 3.7])
+def test_interlayer_spacing_equals_input(d):
+    assert interlayer.interlayer_spacing(common.graphite_ab(d=d)) == pytest.approx(d)  # c/2
+    assert interlayer.interlayer_spacing(common.lic6(d=d)) == pytest.approx(d)  # c
+    assert interlayer.interlayer_spacing(common.lic12(c=2 * d)) == pytest.approx(d)  # mean of two galleries
+    straddling = common.graphite_ab(d=d)  # layers at c/4 and 3c/4 -> at c/2 and c, one atom each side of c
+    straddling.positions[:, 2] += 0.5 * d + np.array([0.0, 0.0, -0.01, 0.01])[np.argsort(straddling.positions[:, 2])]
+    straddling.wrap()
+    assert np.ptp(straddling.positions[:, 2]) > 2 * d - 0.1  # the top layer is split by the boundary
+    assert interlayer.interlayer_spacing(straddling) == pytest.approx(d)
+
+
+# ----------------------------------------------------------------------------- hull and voltages
+def test_lower_hull_picks_the_right_points():
+    x = [1.0, 0.25, 0.0, 0.5, 0.75, 0.5, 0.125]
+    e = [-0.2, -0.02, 0.0, -0.12, -0.1, -0.05, -0.03]  # (0.125, -0.03) is on the segment 0 -> 0.5
+    hull = voltage.lower_hull(x, e)
+    assert hull.tolist() == [2, 3, 0]
+    assert voltage.energy_above_hull(x, e, np.take(x, hull), np.take(e, hull)) == pytest.approx(
+        [0, 0.04, 0, 0, 0.06, 0.07, 0]
+    )
+    assert voltage.lower_hull([0, 0.5, 1], [0, 0.3, 0.1]).tolist() == [0, 2]  # unstable middle point
+
+
+def test_voltages_from_a_known_hull():
+    steps = voltage.hull_voltages([0.0, 0.5, 1.0], [0.0, -0.1, -0.15])
+    assert np.array(steps) == pytest.approx(np.array([(0.0, 0.5, 0.2), (0.5, 1.0, 0.1)]))
+    assert voltage.average_voltage([0.0, 0.5, 1.0], [0.0, -0.1, -0.15], 0.25, 0.75) == pytest.approx(0.15)
+
+
+def test_formation_energy_per_c6():
+    mu_li, e_c, e_f = -1.9, -9.2, -0.25
+    x, got = voltage.formation_energy(2 * mu_li + 12 * e_c + 2 * e_f, 2, 12, mu_li, e_c)  # Li2C12 = 2 LiC6
+    assert (x, got) == pytest.approx((1.0, e_f))
+    x, got = voltage.formation_energy(mu_li + 12 * e_c + 2 * e_f, 1, 12, mu_li, e_c)
+    assert (x, got) == pytest.approx((0.5, e_f))
+
+
+# ------------------------------------------------------------------------------------- diffusion
+@pytest.mark.parametrize("axes, dim", [((0, 1), 2), ((0, 1, 2), 3)])
+def test_msd_recovers_random_walk_diffusion_coefficient(axes, dim):
+    rng = np.random.default_rng(1)
+    d_true, dt, frames, atoms = 0.01, 10.0, 400, 300  # Å^2/fs, fs
+    steps = rng.normal(0.0, np.sqrt(2 * d_true * dt), size=(frames, atoms, 3))
+    positions = np.cumsum(steps, axis=0)
+    values = diffusion.msd(positions, axes=axes)
+    times = np.arange(len(values)) * dt
+    assert len(values) == frames // 2 + 1 and values[0] == 0
+    assert values[-1] == pytest.approx(2 * dim * d_true * times[-1], rel=0.1)
+    d = diffusion.diffusion_coefficient(times, values, dim=dim)
+    assert d == pytest.approx(d_true * 0.1, rel=0.05)  # 1 Å^2/fs = 0.1 cm^2/s
+
+
+def test_arrhenius_fit_recovers_activation_energy():
+    t = np.array([600.0, 800.0, 1000.0, 1200.0])
+    ea, d0 = 0.35, 2e-3
+    d = d0 * np.exp(-ea / (units.kB * t))
+    assert diffusion.arrhenius_fit(t, d) == pytest.approx((ea, d0), rel=1e-8)
+    noisy = d * np.exp(np.random.default_rng(0).normal(0, 0.02, len(t)))
+    assert diffusion.arrhenius_fit(t, noisy)[0] == pytest.approx(ea, abs=0.02)
+    d[0] = -1e-9  # no diffusion measured at the lowest temperature: left out
+    assert diffusion.arrhenius_fit(t, d) == pytest.approx((ea, d0), rel=1e-8)
+    with pytest.raises(ValueError, match="two or more"):
+        diffusion.arrhenius_fit(t[:2], [1e-6, 0.0])
+
+
+def test_md_returns_unwrapped_li_positions(calc):
+    atoms = common.lic6_vacancy_supercell((2, 1, 1), vacancies=1)
+    atoms.calc = calc
+    times, positions = diffusion.run_md(atoms, 800.0, steps=6, timestep=1.0, interval=2, equilibration=2)
+    assert times.tolist() == [0, 2, 4, 6] and positions.shape == (4, 1, 3)
+    assert np.abs(positions[-1] - positions[0]).max() > 0  # they move
+
+
+# ---------------------------------------------------------------------------- relaxation and NEB
+def test_relax_runs_with_tiny_model(calc):
+    atoms = common.lic12()
+    atoms.calc = calc
+    record = common.relax(atoms, fmax=1e-8, steps=2, cell=True)
+    assert record["steps"] == 2 and not record["converged"] and np.isfinite(record["energy"])
+    assert atoms.cell.lengths() != pytest.approx(common.lic12().cell.lengths(), abs=1e-9)  # the cell moved
+
+
+def test_hop_geometry_and_neb_with_three_images(calc):
+    cell = common.lic6_vacancy_supercell((2, 1, 1), vacancies=1)  # 13 atoms, one Li
+    initial, final, index = neb.hop_endpoints(cell)
+    p0, p1 = initial.positions[index], final.positions[index]
+    assert common.mic_vectors(p1 - cell.info["vacancy_sites"][0], cell) == pytest.approx(np.zeros((1, 3)), abs=1e-9)
+    assert np.linalg.norm(p1 - p0) == pytest.approx(common.A_LIC6)  # neighbouring Li sites
+    via = neb.intermediate_hollow(initial, p0, p1)
+    assert np.linalg.norm(via - p0) == pytest.approx(common.A_LIC6 / np.sqrt(3))  # an adjacent hexagon centre
+    carbon = initial.positions[initial.numbers == 6]
+    assert np.linalg.norm(common.mic_vectors(carbon - via, initial)[:, :2], axis=1).min() == pytest.approx(
+        common.A_LIC6 / 3, rel=1e-6
+    )  # in-plane distance hexagon centre -> C = C-C bond length
+    images = neb.make_images(initial, final, 3, index, via)
+    assert images[2].positions[index] == pytest.approx(via)
+    res = neb.run_neb(images, calc, fmax=1e-8, steps=2)
+    assert len(res["energies"]) == len(res["coordinate"]) == 5
+    assert res["energies"][0] == 0 and res["steps"] == 2 and np.all(np.diff(res["coordinate"]) > 0)
+    assert res["barrier"] == pytest.approx(res["energies"].max())
+    straight = neb.run_neb(neb.make_images(initial, final, 3, index), calc, fmax=1e-8, steps=1, idpp=True)
+    assert len(straight["energies"]) == 5
+
+
+# ---------------------------------------------------------------------------------------- scripts
+MAIN_ARGS = {
+    "voltage": ["--relax-steps", "2"],
+    "interlayer": ["--relax-steps", "2", "--scan-points", "3"],
+    "neb": ["--relax-steps", "1", "--neb-steps", "1", "--images", "3", "--repeat", "2", "1", "1"],
+    "diffusion": ["--steps", "10", "--equilibration", "2", "--interval", "5", "--temperatures", "800", "1200"],
+}
+
+
+@pytest.mark.parametrize("name", list(SCRIPTS))
+def test_main_quick_with_tiny_model(name, calc, tmp_path, capsys):
+    png = tmp_path / f"{name}.png"
+    res = SCRIPTS[name].main(["--quick", "--plot", str(png), *MAIN_ARGS[name]], calc=calc)
+    out = capsys.readouterr().out
+    assert png.stat().st_size > 1000 and isinstance(res, dict)
+    assert "model" in out and "reference" in out
+
+
+@pytest.mark.parametrize("name", list(SCRIPTS))
+def test_missing_model_exits_with_a_clear_message(name, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        SCRIPTS[name].main(["--quick", "--model", str(tmp_path / "lic.pt")])
+    message = str(exit_info.value.code)
+    assert "has not been trained" in message and "--model PATH" in message
+
+
+def test_cli_missing_model_is_not_a_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(LIC / "voltage.py"), "--quick", "--model", str(tmp_path / "lic.pt")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "lic.pt has not been trained" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,47 @@
+"""The channel-wise edge tensor product equals e3nn's ``uvu`` TensorProduct, and is equivariant."""
+
+import pytest
+import torch
+from e3nn import o3
+
+from attnmace.nn._irreps import natural_irreps
+from attnmace.nn.tensor_product import ChannelwiseTensorProduct, edge_irreps
+
+
+@pytest.mark.parametrize("node", ["4x0e", "4x0e+4x1o+4x2e+4x3o", "3x0e+3x1o"])
+@pytest.mark.parametrize("target_l", [1, 3])
+def test_matches_e3nn(node, target_l):
+    torch.manual_seed(0)
+    node = o3.Irreps(node)
+    sh, target = natural_irreps(3), natural_irreps(target_l)
+    mid, instructions = edge_irreps(node, sh, target)
+    ref = o3.TensorProduct(node, sh, mid, instructions, shared_weights=False, internal_weights=False).double()
+    tp = ChannelwiseTensorProduct(node, sh, target).double()
+    assert tp.irreps_out == mid and tp.weight_numel == ref.weight_numel
+    x = torch.randn(50, node.dim, dtype=torch.float64)
+    y = o3.spherical_harmonics(sh, torch.randn(50, 3, dtype=torch.float64), True, normalization="component")
+    w = torch.randn(50, ref.weight_numel, dtype=torch.float64)
+    ours = tp(x, y, w).index_select(1, tp.to_e3nn)
+    torch.testing.assert_close(ours, ref(x, y, w), rtol=1e-12, atol=1e-12)
+
+
+def test_equivariant_in_channel_major_layout():
+    torch.manual_seed(1)
+    node, sh = natural_irreps(2, 3), natural_irreps(3)
+    tp = ChannelwiseTensorProduct(node, sh, natural_irreps(3)).double()
+    x = torch.randn(20, node.dim, dtype=torch.float64)
+    vec = torch.randn(20, 3, dtype=torch.float64)
+    w = torch.randn(20, tp.weight_numel, dtype=torch.float64)
+    rot = o3.rand_matrix(dtype=torch.float64)
+
+    def run(x_, v_):
+        y = o3.spherical_harmonics(sh, v_, True, normalization="component")
+        return tp(x_, y, w).index_select(1, tp.to_e3nn)
+
+    rotated = run(x @ node.D_from_matrix(rot).T, vec @ rot.T)
+    torch.testing.assert_close(rotated, run(x, vec) @ tp.irreps_out.D_from_matrix(rot).T, rtol=1e-10, atol=1e-10)
+
+
+def test_rejects_mixed_multiplicities():
+    with pytest.raises(ValueError, match="multiplicity"):
+        ChannelwiseTensorProduct(o3.Irreps("4x0e+2x1o"), natural_irreps(2), natural_irreps(2))
