@@ -34,3 +34,18 @@ def from_channel_major(x: torch.Tensor, dims: List[int]) -> torch.Tensor:
         out.append(x[:, :, start : start + d].reshape(x.shape[0], -1))
         start += d
     return torch.cat(out, dim=1)
+
+
+class DerivedBuffers(torch.nn.Module):
+    """Base for modules whose index and coupling tensors are derived from the irreps.
+
+    Such tensors are registered with ``persistent=False``: they are rebuilt by ``__init__``, kept
+    in TorchScript files, and left out of ``state_dict``, so a change of their layout cannot
+    corrupt a checkpoint. Checkpoints written while they were persistent still load: their stale
+    copies are dropped here.
+    """
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name in self._non_persistent_buffers_set:
+            state_dict.pop(prefix + name, None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

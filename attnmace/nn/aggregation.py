@@ -9,8 +9,10 @@ from typing import Optional, Tuple
 import torch
 from e3nn import o3
 
+from ._irreps import DerivedBuffers
 
-class SumAggregation(torch.nn.Module):
+
+class SumAggregation(DerivedBuffers):
     """``Σ_{j ∈ N(i)} φ_ij`` (Eq. 2 without the linear ``W``).
 
     Args:
@@ -28,7 +30,7 @@ class SumAggregation(torch.nn.Module):
         self.heads = 0
         if edge_layout is None:
             edge_layout = torch.arange(self.irreps_in.dim)
-        self.register_buffer("to_e3nn", edge_layout.clone())
+        self.register_buffer("to_e3nn", edge_layout.clone(), persistent=False)
 
     def forward(
         self,

@@ -29,7 +29,7 @@ from typing import List, Optional, Tuple
 import torch
 from e3nn import o3
 
-from ._irreps import natural_irreps
+from ._irreps import DerivedBuffers, natural_irreps
 
 
 def smooth_attention(
@@ -89,7 +89,7 @@ def neighbourhood_slots(receivers: torch.Tensor, num_nodes: int, width: int = -1
     return receivers * width + slot, width
 
 
-class AttentionAggregation(torch.nn.Module):
+class AttentionAggregation(DerivedBuffers):
     """Multi-head attention-weighted aggregation (Eqs. 5-6), a drop-in for ``SumAggregation``.
 
     Args:
@@ -151,7 +151,7 @@ class AttentionAggregation(torch.nn.Module):
         # e3nn layout -> φ's layout, for the keys W_K^T q_i
         from_e3nn = torch.empty(self.dim, dtype=torch.long)
         from_e3nn[edge_layout] = torch.arange(self.dim)
-        self.register_buffer("from_e3nn", from_e3nn)
+        self.register_buffer("from_e3nn", from_e3nn, persistent=False)
         # (heads, dim) head-major in φ's layout -> e3nn layout of irreps_out
         # (each path: heads*channels x 2l+1)
         perm: List[int] = []
@@ -161,7 +161,7 @@ class AttentionAggregation(torch.nn.Module):
             for mu in range(heads):
                 perm.extend(mu * self.dim + to_e3nn[p] for p in range(start, start + block))
             start += block
-        self.register_buffer("perm", torch.tensor(perm, dtype=torch.long))
+        self.register_buffer("perm", torch.tensor(perm, dtype=torch.long), persistent=False)
 
     def forward(
         self,

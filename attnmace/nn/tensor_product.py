@@ -5,13 +5,15 @@
 with the same normalisation, as ``e3nn.o3.TensorProduct`` with those instructions, but in a form
 that suits many small edges:
 
-* For each input ``l1``, the spherical harmonics are contracted with all of that ``l1``'s
-  Clebsch-Gordan blocks at once: ``M_e = Y_e · C_l1``, shape ``(n_edges, 2 l1 + 1, N_l1)``.
-* One batched product ``h_j (k, 2 l1 + 1) @ M_e`` gives every path of that ``l1`` for all
-  channels; the radial weights multiply the result.
+* The paths are grouped into chunks of equal input ``l1`` and output ``l3``. For each chunk the
+  spherical harmonics are contracted with all its Clebsch-Gordan blocks at once,
+  ``M_e = Y_e · C``, shape ``(n_edges, 2 l1 + 1, paths × (2 l3 + 1))``.
+* One batched product ``h_j (k, 2 l1 + 1) @ M_e`` gives every path of the chunk for all channels,
+  and the radial weights ``(n_edges, k, paths, 1)`` broadcast over ``m3``, so the backward keeps
+  one edge-sized tensor per chunk instead of two.
 
-No slice of the input is taken per path, so the backward (and the double backward of force
-training) does not build one zero-filled gradient per path, which dominated e3nn's cost here.
+No slice is taken per path, so the backward (and the double backward of force training) does
+not build one zero-filled gradient per path, which dominated e3nn's cost here.
 The output is channel-major, ``(n_edges, channels, Σ_paths (2 l3 + 1))``, flattened; ``to_e3nn``
 maps it to e3nn's ``(path, channel, m)`` layout where a module downstream needs that.
 """
@@ -21,6 +23,8 @@ from typing import List, Tuple
 
 import torch
 from e3nn import o3
+
+from ._irreps import DerivedBuffers
 
 
 def edge_irreps(irreps_node: o3.Irreps, irreps_sh: o3.Irreps, irreps_target: o3.Irreps):
@@ -40,7 +44,7 @@ def edge_irreps(irreps_node: o3.Irreps, irreps_sh: o3.Irreps, irreps_target: o3.
     return o3.Irreps(irreps_mid), instructions
 
 
-class ChannelwiseTensorProduct(torch.nn.Module):
+class ChannelwiseTensorProduct(DerivedBuffers):
     """Weighted ``uvu`` tensor product of node features and spherical harmonics.
 
     Args:
@@ -57,10 +61,13 @@ class ChannelwiseTensorProduct(torch.nn.Module):
     channels: int
     weight_numel: int
     dim: int
-    l1_dims: List[int]
-    l1_starts: List[int]
-    l1_widths: List[int]
-    l1_offsets: List[int]
+    chunk_blocks: List[int]
+    chunk_d1: List[int]
+    chunk_paths: List[int]
+    chunk_d3: List[int]
+    coupling_offsets: List[int]
+    weight_offsets: List[int]
+    block_sizes: List[int]
     sh_dim: int
     width: int
 
@@ -75,64 +82,56 @@ class ChannelwiseTensorProduct(torch.nn.Module):
         sh_starts = [0]
         for _, ir in irreps_sh:
             sh_starts.append(sh_starts[-1] + ir.dim)
-
         paths: List[Tuple[int, int, o3.Irrep]] = [
             (i, j, self.irreps_out[p].ir) for (i, j, p, _, _) in self.instructions
         ]
         self.weight_numel = len(paths) * self.channels
         self.dim = self.irreps_out.dim
+        self.sh_dim = irreps_sh.dim
         k = self.channels
-
-        # per node block l1: one coupling tensor (sh_dim, 2 l1 + 1, N_l1) over all its paths
-        self.l1_dims, self.l1_starts, self.l1_widths = [], [], []
-        couplings: List[torch.Tensor] = []
-        m_path: List[int] = []  # path index of each output column (channel-major order)
-        e3nn_pos: List[int] = []  # e3nn flat offset of column (channel 0) of each output column
+        self.block_sizes = [k * ir.dim for _, ir in irreps_node]
         path_offsets = [0]
         for _, _, ir3 in paths:
             path_offsets.append(path_offsets[-1] + k * ir3.dim)
-        start = 0
+
+        # chunks: (node block l1, output l3) with all their paths; one product per chunk
+        self.chunk_blocks, self.chunk_d1, self.chunk_paths, self.chunk_d3 = [], [], [], []
+        couplings: List[torch.Tensor] = []
+        weight_index: List[int] = []
+        self.weight_offsets = [0]
+        columns: List[Tuple[int, int]] = []  # (path, m3) of each output column, channel-major order
         for i, (_, ir1) in enumerate(irreps_node):
-            mine = [(p, j, ir3) for p, (i_, j, ir3) in enumerate(paths) if i_ == i]
-            width = sum(ir3.dim for _, _, ir3 in mine)
-            if width == 0:  # no path from this block reaches a target irrep
-                start += k * ir1.dim
-                continue
-            c = torch.zeros(irreps_sh.dim, ir1.dim, width, dtype=torch.float64)
-            col = 0
-            for p, j, ir3 in mine:
-                ir2 = irreps_sh[j].ir
-                # e3nn 'component' irrep normalisation with 'element' path normalisation
-                w3j = o3.wigner_3j(ir1.l, ir2.l, ir3.l, dtype=torch.float64) * math.sqrt(ir3.dim)
-                c[sh_starts[j] : sh_starts[j + 1], :, col : col + ir3.dim] = w3j.transpose(0, 1)
-                m_path.extend([p] * ir3.dim)
-                e3nn_pos.extend(path_offsets[p] + m for m in range(ir3.dim))
-                col += ir3.dim
-            couplings.append(c.reshape(irreps_sh.dim, ir1.dim * width))
-            self.l1_dims.append(ir1.dim)
-            self.l1_starts.append(start)
-            self.l1_widths.append(width)
-            start += k * ir1.dim
-        width_total = len(m_path)
-        self.sh_dim = irreps_sh.dim
-        self.l1_offsets = [0]
+            for d3 in sorted({ir3.dim for i_, _, ir3 in paths if i_ == i}):
+                mine = [(p, j, ir3) for p, (i_, j, ir3) in enumerate(paths) if i_ == i and ir3.dim == d3]
+                c = torch.zeros(irreps_sh.dim, ir1.dim, len(mine), d3, dtype=torch.float64)
+                for n, (p, j, ir3) in enumerate(mine):
+                    ir2 = irreps_sh[j].ir
+                    # e3nn 'component' irrep normalisation with 'element' path normalisation
+                    w3j = o3.wigner_3j(ir1.l, ir2.l, ir3.l, dtype=torch.float64) * math.sqrt(ir3.dim)
+                    c[sh_starts[j] : sh_starts[j + 1], :, n, :] = w3j.transpose(0, 1)
+                    columns.extend((p, m) for m in range(d3))
+                couplings.append(c.reshape(-1))
+                self.chunk_blocks.append(i)
+                self.chunk_d1.append(ir1.dim)
+                self.chunk_paths.append(len(mine))
+                self.chunk_d3.append(d3)
+                # weights (E, paths * k) in e3nn order -> (E, k, P) for this chunk
+                weight_index.extend(p * k + u for u in range(k) for p, _, _ in mine)
+                self.weight_offsets.append(len(weight_index))
+        self.coupling_offsets = [0]
         for c in couplings:
-            self.l1_offsets.append(self.l1_offsets[-1] + c.numel())
+            self.coupling_offsets.append(self.coupling_offsets[-1] + c.numel())
         # all coupling tensors in one flat buffer (TorchScript has no lists of buffers)
-        self.register_buffer("coupling", torch.cat([c.reshape(-1) for c in couplings]).to(torch.get_default_dtype()))
-        # weights (E, paths * k) in e3nn order -> (E, k, width_total): gather index into (paths * k)
-        gather = torch.tensor(
-            [[m_path[n] * k + u for n in range(width_total)] for u in range(k)], dtype=torch.long
-        ).reshape(-1)
-        self.register_buffer("weight_index", gather)
-        # channel-major flat index -> e3nn layout: e3nn[pos + u * dim3] = cm[u * width_total + n]
+        self.register_buffer("coupling", torch.cat(couplings).to(torch.get_default_dtype()), persistent=False)
+        self.register_buffer("weight_index", torch.tensor(weight_index, dtype=torch.long), persistent=False)
+        self.width = len(columns)
+        # channel-major flat index -> e3nn layout: e3nn[path offset + u * (2 l3 + 1) + m3]
         to_e3nn = torch.empty(self.dim, dtype=torch.long)
-        for n in range(width_total):
-            dim3 = paths[m_path[n]][2].dim
+        for n, (p, m) in enumerate(columns):
+            d3 = paths[p][2].dim
             for u in range(k):
-                to_e3nn[e3nn_pos[n] + u * dim3] = u * width_total + n
-        self.register_buffer("to_e3nn", to_e3nn)
-        self.width = width_total
+                to_e3nn[path_offsets[p] + u * d3 + m] = u * self.width + n
+        self.register_buffer("to_e3nn", to_e3nn, persistent=False)
 
     def forward(self, h: torch.Tensor, sh: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Edge embeddings, channel-major and flattened.
@@ -147,17 +146,17 @@ class ChannelwiseTensorProduct(torch.nn.Module):
         """
         n = h.shape[0]
         k = self.channels
-        parts: List[torch.Tensor] = []
-        for idx in range(len(self.l1_dims)):
-            d1 = self.l1_dims[idx]
-            width = self.l1_widths[idx]
-            coupling = self.coupling.narrow(0, self.l1_offsets[idx], self.l1_offsets[idx + 1] - self.l1_offsets[idx])
-            x = h.narrow(1, self.l1_starts[idx], k * d1).reshape(n, k, d1)
-            m = torch.mm(sh, coupling.view(self.sh_dim, d1 * width)).view(n, d1, width)  # Y · CG blocks
-            if d1 == 1:
-                parts.append(x * m)  # (n, k, 1) * (n, 1, width)
-            else:
-                parts.append(torch.bmm(x, m))  # (n, k, width)
-        out = torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
-        w = weights.index_select(1, self.weight_index).reshape(n, k, self.width)
-        return (out * w).reshape(n, k * self.width)
+        blocks = torch.split(h, self.block_sizes, dim=1)
+        chunks: List[torch.Tensor] = []
+        for c in range(len(self.chunk_blocks)):
+            d1, paths, d3 = self.chunk_d1[c], self.chunk_paths[c], self.chunk_d3[c]
+            x = blocks[self.chunk_blocks[c]].reshape(n, k, d1)
+            start, stop = self.coupling_offsets[c], self.coupling_offsets[c + 1]
+            coupling = self.coupling.narrow(0, start, stop - start).view(self.sh_dim, d1 * paths * d3)
+            m = torch.mm(sh, coupling).view(n, d1, paths * d3)  # Y contracted with the CG blocks
+            t = x * m if d1 == 1 else torch.bmm(x, m)  # (n, k, paths * d3)
+            start, stop = self.weight_offsets[c], self.weight_offsets[c + 1]
+            w = weights.index_select(1, self.weight_index.narrow(0, start, stop - start)).view(n, k, paths, 1)
+            # the weights broadcast over m3: only t and the small w are kept for the backward
+            chunks.append((t.view(n, k, paths, d3) * w).view(n, k, paths * d3))
+        return torch.cat(chunks, dim=2).view(n, k * self.width)

@@ -45,3 +45,20 @@ def test_equivariant_in_channel_major_layout():
 def test_rejects_mixed_multiplicities():
     with pytest.raises(ValueError, match="multiplicity"):
         ChannelwiseTensorProduct(o3.Irreps("4x0e+2x1o"), natural_irreps(2), natural_irreps(2))
+
+
+def test_derived_buffers_stay_out_of_checkpoints_and_stale_copies_load():
+    from helpers import tiny_model
+
+    from attnmace import build_model
+
+    model = tiny_model(2)
+    state = model.state_dict()
+    assert not [k for k in state if k.endswith(("tp.coupling", "tp.weight_index", "to_e3nn", "from_e3nn", "perm"))]
+    # a checkpoint from when they were persistent (other layout): the stale copies are ignored
+    stale = dict(state)
+    stale["layers.0.tp.coupling"] = torch.zeros(3)
+    stale["layers.1.aggregation.perm"] = torch.zeros(5, dtype=torch.long)
+    fresh = build_model(config=model.config)
+    fresh.load_state_dict(stale)  # strict
+    torch.testing.assert_close(fresh.layers[0].tp.coupling, model.layers[0].tp.coupling)
