@@ -22,7 +22,7 @@ from typing import List
 import torch
 from e3nn import o3
 
-from ._irreps import natural_irreps
+from ._irreps import DerivedBuffers, natural_irreps
 
 
 def _monomials(dim: int, order: int) -> torch.Tensor:
@@ -111,7 +111,7 @@ def _coupling_basis(l_a: int, out_l: int, order: int) -> torch.Tensor:
     return vh[:rank].reshape(rank, 2 * out_l + 1, -1).contiguous()
 
 
-class SymmetricContraction(torch.nn.Module):
+class SymmetricContraction(DerivedBuffers):
     """Element-dependent symmetric contraction of ``A`` to correlation order ``correlation``.
 
     Args:
@@ -148,7 +148,7 @@ class SymmetricContraction(torch.nn.Module):
             padded[:, :nu] = m
             mono_idx.append(padded)
             mono_offsets.append(mono_offsets[-1] + m.shape[0])
-        self.register_buffer("mono_index", torch.cat(mono_idx), persistent=True)  # (n_mono, 3)
+        self.register_buffer("mono_index", torch.cat(mono_idx), persistent=False)  # (n_mono, 3)
         n_mono = mono_offsets[-1]
 
         # stacked basis U: (n_paths_total, out_dim, n_mono); weights per (species, path, channel)
@@ -161,7 +161,7 @@ class SymmetricContraction(torch.nn.Module):
                 blocks.append(full)
         basis = torch.cat(blocks)  # (n_paths, out_dim, n_mono)
         self.num_paths = basis.shape[0]
-        self.register_buffer("basis", basis.to(torch.get_default_dtype()), persistent=True)
+        self.register_buffer("basis", basis.to(torch.get_default_dtype()), persistent=False)
         self.weight = torch.nn.Parameter(torch.randn(num_species, self.num_paths, channels) / math.sqrt(self.num_paths))
 
     def forward(self, a: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
