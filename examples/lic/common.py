@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import time
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple, Union
 
@@ -249,6 +250,23 @@ def apply_defaults(args: argparse.Namespace, quick: dict, full: dict) -> argpars
         if getattr(args, key, None) is None:
             setattr(args, key, value)
     return args
+
+
+def run_main(parser, argv, calc, quick: dict, full: dict, compute, report, plot) -> dict:
+    """The body every script's ``main`` shares.
+
+    Parses ``argv`` (filling defaults from ``quick``/``full``), loads the calculator (``calc``, a
+    calculator or model object, replaces ``--model``), runs ``compute(calc, args)``, prints the
+    ``report``, writes the ``plot`` and the total time, and returns the results.
+    """
+    args = apply_defaults(parser.parse_args(argv), quick, full)
+    calc = load_calculator(calc if calc is not None else args.model, args.device, args.dtype)
+    start = time.perf_counter()
+    res = compute(calc, args)
+    report(res)
+    plot(res, args.plot)
+    print(f"total time {time.perf_counter() - start:.1f} s")
+    return res
 
 
 def compare(label: str, value: float, reference: float, unit: str, source: str, digits: int = 3) -> str:

@@ -254,14 +254,13 @@ def main(argv: Optional[Sequence[str]] = None, calc=None) -> dict:
     parser.add_argument("--timestep", type=float, default=1.0, help="fs")
     parser.add_argument("--interval", type=int, default=10, help="steps between recorded frames")
     parser.add_argument("--seed", type=int, default=0)
-    args = common.apply_defaults(parser.parse_args(argv), QUICK, FULL)
-    calc = common.load_calculator(calc if calc is not None else args.model, args.device, args.dtype)
-    start = time.perf_counter()
-    res = run(calc, args.temperatures, args.steps, args.equilibration, args.timestep, args.interval, seed=args.seed)
-    report(res)
-    plot(res, args.plot)
-    print(f"total time {time.perf_counter() - start:.1f} s")
-    return res
+
+    def compute(calc, args):
+        return run(
+            calc, args.temperatures, args.steps, args.equilibration, args.timestep, args.interval, seed=args.seed
+        )
+
+    return common.run_main(parser, argv, calc, QUICK, FULL, compute, report, plot)
 
 
 if __name__ == "__main__":

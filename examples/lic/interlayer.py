@@ -21,7 +21,6 @@ The model is trained on PBE-D3(BJ), which need not agree with experiment exactly
 
 from __future__ import annotations
 
-import time
 from typing import Dict, Optional, Sequence
 
 import common
@@ -114,14 +113,11 @@ def main(argv: Optional[Sequence[str]] = None, calc=None) -> dict:
     parser.add_argument("--fmax", type=float, default=None, help="eV/Å (quick 0.02, full 0.005)")
     parser.add_argument("--relax-steps", type=int, default=None, help="most BFGS steps per crystal")
     parser.add_argument("--scan-points", type=int, default=None, help="points of the binding curve (0.9-1.2 d)")
-    args = common.apply_defaults(parser.parse_args(argv), QUICK, FULL)
-    calc = common.load_calculator(calc if calc is not None else args.model, args.device, args.dtype)
-    start = time.perf_counter()
-    res = run(calc, fmax=args.fmax, relax_steps=args.relax_steps, scan_points=args.scan_points)
-    report(res)
-    plot(res, args.plot)
-    print(f"total time {time.perf_counter() - start:.1f} s")
-    return res
+
+    def compute(calc, args):
+        return run(calc, fmax=args.fmax, relax_steps=args.relax_steps, scan_points=args.scan_points)
+
+    return common.run_main(parser, argv, calc, QUICK, FULL, compute, report, plot)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ depending on the functional and the Li arrangement (e.g. K. Persson et al., Phys
 
 from __future__ import annotations
 
-import time
 from typing import List, Optional, Sequence, Tuple
 
 import common
@@ -212,14 +211,11 @@ def main(argv: Optional[Sequence[str]] = None, calc=None) -> dict:
     parser.add_argument(
         "--start", choices=["hollow", "idpp"], default="hollow", help="initial path (default: via the hollow)"
     )
-    args = common.apply_defaults(parser.parse_args(argv), QUICK, FULL)
-    calc = common.load_calculator(calc if calc is not None else args.model, args.device, args.dtype)
-    start = time.perf_counter()
-    res = run(calc, args.repeat, args.images, args.fmax, args.relax_steps, args.neb_steps, args.start)
-    report(res)
-    plot(res, args.plot)
-    print(f"total time {time.perf_counter() - start:.1f} s")
-    return res
+
+    def compute(calc, args):
+        return run(calc, args.repeat, args.images, args.fmax, args.relax_steps, args.neb_steps, args.start)
+
+    return common.run_main(parser, argv, calc, QUICK, FULL, compute, report, plot)
 
 
 if __name__ == "__main__":

@@ -211,14 +211,11 @@ def main(argv: Optional[Sequence[str]] = None, calc=None) -> dict:
     parser = common.base_parser(__doc__, "lic_voltage.png")
     parser.add_argument("--fmax", type=float, default=None, help="eV/Å (quick 0.05, full 0.01)")
     parser.add_argument("--relax-steps", type=int, default=None, help="most BFGS steps per structure")
-    args = common.apply_defaults(parser.parse_args(argv), QUICK, FULL)
-    calc = common.load_calculator(calc if calc is not None else args.model, args.device, args.dtype)
-    start = time.perf_counter()
-    res = run(calc, quick=args.quick, fmax=args.fmax, relax_steps=args.relax_steps)
-    report(res)
-    plot(res, args.plot)
-    print(f"total time {time.perf_counter() - start:.1f} s")
-    return res
+
+    def compute(calc, args):
+        return run(calc, quick=args.quick, fmax=args.fmax, relax_steps=args.relax_steps)
+
+    return common.run_main(parser, argv, calc, QUICK, FULL, compute, report, plot)
 
 
 if __name__ == "__main__":
