@@ -18,10 +18,9 @@ import torch
 import yaml
 
 from ..config import PRESETS, ModelConfig, make_config
-from ..export import load_model_with_metadata
 from ..model import build_model
 from .data import DataKeys, check_species, load_frames, species_in, split_by_config_type, write_hdf5
-from .evaluate import compute_metrics, parity_plots, predict
+from .evaluate import compute_metrics, evaluate_file, parity_plots
 from .graphs import GraphDataset
 from .stats import average_neighbours, e0s_from_isolated_atoms, fit_e0s, scale_and_shift
 from .trainer import Trainer, TrainSettings, _rank
@@ -319,14 +318,15 @@ def eval_main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     from ..calculator import resolve_model_path
 
-    module, meta = load_model_with_metadata(resolve_model_path(args.model), args.device)
-    dtype = getattr(torch, args.dtype)
-    module = module.to(dtype)
-    frames = load_frames(args.data, _keys_from_arguments(args))
-    check_species(frames, meta["atomic_numbers"], args.data)
-    dataset = GraphDataset(frames, meta["atomic_numbers"], meta["r_max"], dtype, cache=False, source=args.data)
-    preds = predict(module, dataset, args.batch_size, args.device)
-    metrics = compute_metrics(preds, [frames[i].config_type for i in range(len(frames))])
+    preds, config_types, _ = evaluate_file(
+        resolve_model_path(args.model),
+        args.data,
+        _keys_from_arguments(args),
+        getattr(torch, args.dtype),
+        args.batch_size,
+        args.device,
+    )
+    metrics = compute_metrics(preds, config_types)
     _print_metrics(metrics)
     if args.json:
         payload = dict(

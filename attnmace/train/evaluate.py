@@ -1,12 +1,14 @@
 """Predictions and error metrics of a model on a dataset (used by ``attnmace-eval`` and training)."""
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from .. import keys
-from .graphs import REF_ENERGY, REF_FORCES, REF_STRESS, STRESS_MASK, collate_graphs
+from ..export import load_model_with_metadata
+from .data import DataKeys, check_species, load_frames
+from .graphs import REF_ENERGY, REF_FORCES, REF_STRESS, STRESS_MASK, GraphDataset, collate_graphs
 
 #: Thresholds of the relative force error |ΔF|/|F| (the paper's Figure 2, right).
 OUTLIER_THRESHOLDS = np.logspace(-1, 3, 13)
@@ -37,6 +39,28 @@ def predict(model: torch.nn.Module, dataset, batch_size: int = 8, device: str = 
                 res["ref_stress"] = item[REF_STRESS][0].double().numpy()
             results.append(res)
     return results
+
+
+def evaluate_file(
+    model_path,
+    data_path,
+    data_keys: DataKeys,
+    dtype: torch.dtype = torch.float64,
+    batch_size: int = 8,
+    device: str = "cpu",
+) -> Tuple[List[Dict[str, np.ndarray]], List[str], Dict]:
+    """Predictions of an exported model file on every frame of a data file.
+
+    Returns the predictions (see :func:`predict`), each frame's ``config_type`` and the model's
+    metadata. Raises ``ValueError`` if the data hold elements the model does not know.
+    """
+    module, meta = load_model_with_metadata(model_path, device)
+    module = module.to(dtype)
+    frames = load_frames(str(data_path), data_keys)
+    check_species(frames, meta["atomic_numbers"], str(data_path))
+    dataset = GraphDataset(frames, meta["atomic_numbers"], meta["r_max"], dtype, cache=False, source=str(data_path))
+    preds = predict(module, dataset, batch_size, device)
+    return preds, [frames[i].config_type for i in range(len(frames))], meta
 
 
 def _block(preds: List[Dict[str, np.ndarray]]) -> Dict[str, float]:

@@ -22,10 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from attnmace.export import load_model_with_metadata
-from attnmace.train.data import DataKeys, load_frames
-from attnmace.train.evaluate import compute_metrics, predict
-from attnmace.train.graphs import GraphDataset
+from attnmace.train.data import DataKeys
+from attnmace.train.evaluate import compute_metrics, evaluate_file
 
 #: Norwood et al., Table 1 (full GAP-20, validation): parameters, E (meV/atom), F (meV/Å)
 PAPER = {"baseline": ("616K", 10.7, 328.3), "attention": ("163K", 8.6, 257.9)}
@@ -34,12 +32,8 @@ KEYS = DataKeys(energy="REF_energy", forces="REF_forces")
 
 def evaluate(model_file: Path, data_file: Path, dtype=torch.float32, batch_size: int = 8):
     """Metrics (overall, per config type, force outliers) of one model file on one dataset."""
-    module, meta = load_model_with_metadata(model_file, "cpu")
-    module = module.to(dtype)
-    frames = load_frames(str(data_file), KEYS)
-    dataset = GraphDataset(frames, meta["atomic_numbers"], meta["r_max"], dtype, cache=False, source=str(data_file))
-    preds = predict(module, dataset, batch_size)
-    return compute_metrics(preds, [frames[i].config_type for i in range(len(frames))]), meta
+    preds, config_types, meta = evaluate_file(model_file, data_file, KEYS, dtype, batch_size)
+    return compute_metrics(preds, config_types), meta
 
 
 def budget(run_dir: Path):
