@@ -210,3 +210,8 @@ def test_compiled_layers_match_torchscript(model_file):
         np.testing.assert_allclose(atoms.get_forces(), reference[1], rtol=1e-8, atol=1e-9)
         np.testing.assert_allclose(atoms.get_stress(), reference[2], rtol=1e-8, atol=1e-9)
         atoms.positions[0] += 0.3
+
+
+def test_unknown_compile_backend_is_named(model_file):
+    with pytest.raises(Exception, match="Invalid backend: 'nope'"):
+        AttnMACECalculator(model_file, device="cpu", compile="nope")
