@@ -16,24 +16,47 @@ def block_dims(irreps: o3.Irreps) -> List[int]:
     return [ir.dim for _, ir in irreps]
 
 
+class _Concat(torch.autograd.Function):
+    """``torch.cat`` whose backward splits the gradient with one ``split`` instead of narrowing it.
+
+    ``torch.cat``'s backward takes one ``narrow`` per input; in the double backward of force
+    training each of those becomes a zero-filled tensor of the full output's size plus an
+    addition, one per input. ``torch.split``'s backward is a single ``cat``.
+    """
+
+    @staticmethod
+    def forward(ctx, dim: int, sizes: List[int], *tensors: torch.Tensor) -> torch.Tensor:
+        ctx.dim = dim
+        ctx.sizes = sizes
+        return torch.cat(tensors, dim)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return (None, None, *torch.split(grad, ctx.sizes, ctx.dim))
+
+
+@torch.jit.unused
+def _concat_eager(tensors: List[torch.Tensor], dim: int) -> torch.Tensor:
+    return _Concat.apply(dim, [t.shape[dim] for t in tensors], *tensors)
+
+
+def concat(tensors: List[torch.Tensor], dim: int) -> torch.Tensor:
+    """``torch.cat(tensors, dim)`` with a cheaper double backward in eager mode (see ``_Concat``)."""
+    if torch.jit.is_scripting() or len(tensors) == 1:
+        return torch.cat(tensors, dim)
+    return _concat_eager(tensors, dim)
+
+
 def to_channel_major(x: torch.Tensor, channels: int, dims: List[int]) -> torch.Tensor:
     """e3nn layout ``(n, [k x (2l+1)] per l)`` -> channel-major ``(n, k, Σ (2l+1))``."""
-    out: List[torch.Tensor] = []
-    start = 0
-    for d in dims:
-        out.append(x[:, start : start + channels * d].reshape(x.shape[0], channels, d))
-        start += channels * d
-    return torch.cat(out, dim=2)
+    blocks = torch.split(x, [channels * d for d in dims], dim=1)
+    return concat([b.reshape(x.shape[0], channels, d) for b, d in zip(blocks, dims)], 2)
 
 
 def from_channel_major(x: torch.Tensor, dims: List[int]) -> torch.Tensor:
     """Channel-major ``(n, k, Σ (2l+1))`` -> e3nn layout ``(n, Σ k (2l+1))``."""
-    out: List[torch.Tensor] = []
-    start = 0
-    for d in dims:
-        out.append(x[:, :, start : start + d].reshape(x.shape[0], -1))
-        start += d
-    return torch.cat(out, dim=1)
+    blocks = torch.split(x, dims, dim=2)
+    return concat([b.reshape(x.shape[0], -1) for b in blocks], 1)
 
 
 class DerivedBuffers(torch.nn.Module):

@@ -13,7 +13,8 @@ that suits many small edges:
   one edge-sized tensor per chunk instead of two.
 
 No slice is taken per path, so the backward (and the double backward of force training) does
-not build one zero-filled gradient per path, which dominated e3nn's cost here.
+not build one zero-filled gradient per path, which dominated e3nn's cost here; the chunks are
+joined with :func:`~attnmace.nn._irreps.concat`, whose double backward does not either.
 The output is channel-major, ``(n_edges, channels, Σ_paths (2 l3 + 1))``, flattened; ``to_e3nn``
 maps it to e3nn's ``(path, channel, m)`` layout where a module downstream needs that.
 """
@@ -24,7 +25,7 @@ from typing import List, Tuple
 import torch
 from e3nn import o3
 
-from ._irreps import DerivedBuffers
+from ._irreps import DerivedBuffers, concat
 
 
 def edge_irreps(irreps_node: o3.Irreps, irreps_sh: o3.Irreps, irreps_target: o3.Irreps):
@@ -159,4 +160,4 @@ class ChannelwiseTensorProduct(DerivedBuffers):
             w = weights.index_select(1, self.weight_index.narrow(0, start, stop - start)).view(n, k, paths, 1)
             # the weights broadcast over m3: only t and the small w are kept for the backward
             chunks.append((t.view(n, k, paths, d3) * w).view(n, k, paths * d3))
-        return torch.cat(chunks, dim=2).view(n, k * self.width)
+        return concat(chunks, 2).view(n, k * self.width)

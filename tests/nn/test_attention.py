@@ -85,3 +85,21 @@ def test_attention_weights_invariant_and_output_equivariant():
         assert torch.allclose(alpha_r, alpha, atol=1e-12)
         assert torch.allclose(out_r, out @ d_out.T, atol=1e-12)
     assert not torch.allclose(alpha[:, 0], alpha[:, 1])  # heads differ
+
+
+def test_neighbour_products_match_bmm_to_second_order():
+    """The custom backward of the padded-table products gives autograd's derivatives."""
+    from attnmace.nn.attention import neighbour_dot, neighbour_sum
+
+    gen = torch.Generator().manual_seed(3)
+    table = torch.randn(3, 5, 7, dtype=torch.float64, generator=gen, requires_grad=True)
+    query = torch.randn(3, 2, 7, dtype=torch.float64, generator=gen, requires_grad=True)
+    weights = torch.randn(3, 5, 2, dtype=torch.float64, generator=gen, requires_grad=True)
+    torch.testing.assert_close(neighbour_dot(table, query), torch.bmm(table, query.transpose(1, 2)))
+    torch.testing.assert_close(neighbour_sum(weights, table), torch.bmm(weights.transpose(1, 2), table))
+    assert torch.autograd.gradcheck(neighbour_dot, (table, query))
+    assert torch.autograd.gradgradcheck(neighbour_dot, (table, query))
+    assert torch.autograd.gradcheck(neighbour_sum, (weights, table))
+    assert torch.autograd.gradgradcheck(neighbour_sum, (weights, table))
+    scripted = torch.jit.script(neighbour_dot)
+    torch.testing.assert_close(scripted(table, query), neighbour_dot(table, query))

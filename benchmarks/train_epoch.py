@@ -1,0 +1,103 @@
+"""Training throughput on a real dataset, and the epoch time it implies.
+
+Times full training steps (forward, forces with ``create_graph``, energy+force loss, backward,
+Adam step) on randomly drawn batches of a training file, exactly as ``attnmace-train`` builds
+them from a config, and extrapolates to one pass over the whole training set::
+
+    python examples/gap20/prepare.py                       # writes runs/gap20/data/
+    python benchmarks/train_epoch.py --config examples/gap20/attention.yaml --threads 2
+
+The estimate is ``total atoms x (time of the timed steps / their atoms)``; batches are drawn with a fixed seed, so
+two runs (e.g. before and after a change) time the same batches.
+"""
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import attnmace  # noqa: F401  (first: sets the allocator's huge-page option before torch loads)
+import numpy as np
+import torch
+
+from attnmace.train.cli import build_trainer, resolve_options
+from attnmace.train.graphs import collate_graphs
+from attnmace.train.loss import LossWeights, compute_loss
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="examples/gap20/attention.yaml")
+    parser.add_argument("--preset", help="override the config's preset (e.g. baseline)")
+    parser.add_argument("--batches", type=int, default=24, help="timed batches (after one warm-up)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--output", help="write the result as JSON here")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    cli = ["--config", args.config, "--output-dir", "/tmp/attnmace-train-epoch", "--lazy"]
+    if args.preset:
+        cli += ["--preset", args.preset]
+    options = resolve_options(cli)
+    trainer = build_trainer(options)
+    model, dataset = trainer.model, trainer.train_set
+    model.train()
+    weights = LossWeights(energy=options["energy_weight"], forces=options["forces_weight"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    rng = np.random.default_rng(args.seed)
+    size = options["batch_size"]
+    batches = [
+        collate_graphs([dataset[int(i)] for i in rng.choice(len(dataset), size, replace=False)])
+        for _ in range(args.batches + 1)
+    ]
+
+    def step(batch):
+        out = model(batch, compute_forces=True)
+        loss = compute_loss(out, batch, weights)["total"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step(batches[0])  # warm-up
+    seconds, atoms = [], []
+    for batch in batches[1:]:
+        start = time.perf_counter()
+        step(batch)
+        seconds.append(time.perf_counter() - start)
+        atoms.append(int(batch["positions"].shape[0]))
+    ms_per_atom = sum(seconds) / sum(atoms) * 1e3  # time-weighted, as an epoch sums them
+    total_atoms = sum(len(dataset.frames[i].numbers) for i in range(len(dataset)))
+    epoch_min = total_atoms * ms_per_atom / 1e3 / 60
+    result = {
+        "config": args.config,
+        "preset": options["preset"],
+        "dtype": options["dtype"],
+        "batch_size": size,
+        "threads": args.threads,
+        "timed_batches": args.batches,
+        "ms_per_atom": ms_per_atom,
+        "batch_seconds": seconds,
+        "batch_atoms": atoms,
+        "train_frames": len(dataset),
+        "train_atoms": total_atoms,
+        "epoch_minutes_estimate": epoch_min,
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+    }
+    print(
+        f"{options['preset']} ({options['dtype']}, batch {size}, {args.threads} threads): "
+        f"{ms_per_atom:.2f} ms/atom per training step ({sum(atoms)} atoms in {args.batches} batches); "
+        f"{len(dataset)} frames, {total_atoms} atoms -> epoch ~ {epoch_min:.1f} min"
+    )
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
