@@ -17,10 +17,10 @@ import platform
 import time
 from pathlib import Path
 
-import attnmace  # noqa: F401  (first: sets the allocator's huge-page option before torch loads)
 import numpy as np
 import torch
 
+import attnmace  # noqa: F401  (first: sets the allocator's huge-page option before torch loads)
 from attnmace.train.cli import build_trainer, resolve_options
 from attnmace.train.graphs import collate_graphs
 from attnmace.train.loss import LossWeights, compute_loss
