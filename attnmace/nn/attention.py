@@ -29,7 +29,7 @@ from typing import List, Optional, Tuple
 import torch
 from e3nn import o3
 
-from ._irreps import DerivedBuffers, natural_irreps
+from ._irreps import DerivedBuffers, concat, natural_irreps
 
 
 def smooth_attention(
@@ -129,6 +129,11 @@ def neighbour_sum(weights: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     return _eager_sum(weights, table)
 
 
+@torch.jit.unused
+def _compiling() -> bool:
+    return torch.compiler.is_compiling()
+
+
 def max_neighbours(receivers: torch.Tensor, num_nodes: int) -> int:
     """The largest neighbour count of any atom (0 without edges)."""
     if num_nodes == 0 or receivers.numel() == 0:
@@ -162,12 +167,16 @@ class AttentionAggregation(DerivedBuffers):
         attn_max_l: maximum ``l`` of the query/key space.
         edge_layout: index that maps the flat ``φ_ij`` given to ``forward`` to e3nn's layout of
             ``irreps_edge`` (``ChannelwiseTensorProduct.to_e3nn``); ``None`` if it is e3nn's already.
+        buckets: in eager mode, atoms are sorted by neighbour count into this many groups, each
+            padded to its own largest count (1: one table padded to the batch's largest count,
+            which TorchScript and ``torch.compile`` always use).
 
     ``irreps_out`` has ``heads × channels`` channels per path: head ``μ`` fills channels
     ``μ·channels .. (μ+1)·channels - 1``. Edges must be sorted by centre atom.
     """
 
     heads: int
+    buckets: int
     scale: float
     dim: int
 
@@ -179,12 +188,14 @@ class AttentionAggregation(DerivedBuffers):
         attn_channels: int = 8,
         attn_max_l: int = 1,
         edge_layout: Optional[torch.Tensor] = None,
+        buckets: int = 4,
     ):
         super().__init__()
         self.irreps_in = o3.Irreps(irreps_edge)
         if heads < 1:
             raise ValueError(f"heads must be positive, got {heads}")
         self.heads = heads
+        self.buckets = int(buckets)
         self.dim = self.irreps_in.dim
         self.irreps_out = o3.Irreps([(mul * heads, ir) for mul, ir in self.irreps_in])
         edge_irs = {ir for _, ir in self.irreps_in}
@@ -248,17 +259,61 @@ class AttentionAggregation(DerivedBuffers):
             The aggregate ``(n_atoms, irreps_out.dim)`` and the attention weights ``α``
             ``(n_edges, heads)``.
         """
-        flat, width = neighbourhood_slots(receivers, num_nodes, width)
-        padded = phi.new_zeros(num_nodes * width, self.dim).index_copy(0, flat, phi)
-        padded = padded.view(num_nodes, width, self.dim)  # (n_atoms, K, dim)
         g = self.key_t(self.query(h)).view(num_nodes, self.heads, self.dim)  # W_K^T q_i (e3nn layout)
         g = g.index_select(2, self.from_e3nn)  # in φ's layout
-        logits = neighbour_dot(padded, g) * self.scale  # (n_atoms, K, heads)
-        logits = logits.reshape(num_nodes * width, self.heads).index_select(0, flat)  # (n_edges, heads)
-        multiplier, alpha = smooth_attention(logits, envelope, receivers, num_nodes)
-        mult = multiplier.new_zeros(num_nodes * width, self.heads).index_copy(0, flat, multiplier)
-        out = neighbour_sum(mult.view(num_nodes, width, self.heads), padded)  # (n_atoms, heads, dim)
+        if not torch.jit.is_scripting() and self.buckets > 1 and num_nodes > 0 and not _compiling():
+            out, alpha = self._bucketed(phi, g, receivers, envelope, num_nodes)
+        else:
+            flat, width = neighbourhood_slots(receivers, num_nodes, width)
+            padded = phi.new_zeros(num_nodes * width, self.dim).index_copy(0, flat, phi)
+            padded = padded.view(num_nodes, width, self.dim)  # (n_atoms, K, dim)
+            logits = neighbour_dot(padded, g) * self.scale  # (n_atoms, K, heads)
+            logits = logits.reshape(num_nodes * width, self.heads).index_select(0, flat)  # (n_edges, heads)
+            multiplier, alpha = smooth_attention(logits, envelope, receivers, num_nodes)
+            mult = multiplier.new_zeros(num_nodes * width, self.heads).index_copy(0, flat, multiplier)
+            out = neighbour_sum(mult.view(num_nodes, width, self.heads), padded)  # (n_atoms, heads, dim)
         return out.reshape(num_nodes, self.heads * self.dim).index_select(1, self.perm), alpha
+
+    @torch.jit.unused
+    def _bucketed(
+        self, phi: torch.Tensor, g: torch.Tensor, receivers: torch.Tensor, envelope: torch.Tensor, num_nodes: int
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The same sums with the atoms sorted by neighbour count into ``buckets`` groups.
+
+        Each group is padded to its own largest count, not the batch's: on GAP-20 training
+        batches the padded tables shrink from about 2.0x to 1.2x the number of edges. Eager mode
+        only (one host synchronisation for the groups' widths).
+        """
+        counts = torch.bincount(receivers, minlength=num_nodes)
+        order = torch.argsort(counts, stable=True)  # atoms by neighbour count
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(num_nodes, device=order.device)
+        sizes = [len(c) for c in torch.tensor_split(torch.arange(num_nodes), min(self.buckets, num_nodes))]
+        ends = torch.tensor(sizes, device=order.device).cumsum(0) - 1
+        widths = [int(w) for w in counts.index_select(0, order.index_select(0, ends)).tolist()]
+        rows = [size * width for size, width in zip(sizes, widths)]
+        # first table row of each atom, in sorted order, then per atom
+        starts, offset = [], 0
+        for size, width in zip(sizes, widths):
+            starts.append(offset + torch.arange(size, device=order.device) * width)
+            offset += size * width
+        row_start = torch.cat(starts).index_select(0, rank)
+        edge_start = torch.cumsum(counts, 0) - counts
+        slot = torch.arange(receivers.shape[0], device=receivers.device) - edge_start.index_select(0, receivers)
+        flat = row_start.index_select(0, receivers) + slot  # (n_edges,)
+
+        table = phi.new_zeros(offset, self.dim).index_copy(0, flat, phi)
+        tables = [t.view(size, width, self.dim) for t, size, width in zip(torch.split(table, rows), sizes, widths)]
+        queries = torch.split(g.index_select(0, order), sizes)
+        logits = concat([neighbour_dot(t, q).reshape(-1, self.heads) for t, q in zip(tables, queries)], 0)
+        logits = logits.index_select(0, flat) * self.scale  # (n_edges, heads)
+        multiplier, alpha = smooth_attention(logits, envelope, receivers, num_nodes)
+        mult = multiplier.new_zeros(offset, self.heads).index_copy(0, flat, multiplier)
+        parts = [
+            neighbour_sum(m.view(size, width, self.heads), t)
+            for m, t, size, width in zip(torch.split(mult, rows), tables, sizes, widths)
+        ]
+        return concat(parts, 0).index_select(0, rank), alpha
 
     def extra_repr(self) -> str:
         return f"heads={self.heads}, qk={self.irreps_qk}"
