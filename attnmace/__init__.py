@@ -11,7 +11,8 @@ import sys as _sys
 # fresh mmap whose pages fault in one by one, which costs several times the arithmetic on CPU
 # (measured 6-8x for a 300 MB product). Transparent huge pages for torch's CPU allocations remove
 # most of that. torch reads the switch once, at import, so it only takes effect when attnmace is
-# imported first; ``attnmace.runtime.thp_enabled`` reports whether it is on.
+# imported first; ``attnmace.runtime.thp_enabled`` reports whether it is on. See also
+# ``attnmace.runtime.retain_freed_memory``, which the calculator and the training command call.
 if "torch" not in _sys.modules:
     _os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 

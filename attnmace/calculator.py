@@ -17,6 +17,7 @@ from . import keys
 from .export import load_model_with_metadata, metadata_of, read_metadata, rebuild_eager
 from .graph import NeighbourListCache, atoms_to_graph
 from .model import AttnMACE, build_model
+from .runtime import retain_freed_memory
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -92,6 +93,7 @@ class AttnMACECalculator(Calculator):
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
+        retain_freed_memory()  # reuse the pages of one step in the next (see attnmace.runtime)
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
         if device is None:

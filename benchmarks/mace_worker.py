@@ -38,12 +38,28 @@ import os
 import sys
 import time
 
-import ase.io
-import numpy as np
-import torch
+# the same process-level memory settings as ours (attnmace/runtime.py, loaded by path: attnmace is
+# not installed in mace-torch's environment): huge pages for torch's CPU tensors, set before torch
+# is imported, and freed memory kept in the heap
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+_RUNTIME = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "attnmace", "runtime.py")
+
+import ase.io  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import timing  # noqa: E402
+
+
+def _retain_freed_memory() -> bool:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("attnmace_runtime", _RUNTIME)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.retain_freed_memory()
+
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -91,6 +107,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     timing.common_arguments(parser)
     args = parser.parse_args()
+    _retain_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     logging.getLogger().setLevel(logging.ERROR)

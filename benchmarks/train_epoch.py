@@ -37,9 +37,16 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--output", help="write the result as JSON here")
+    parser.add_argument("--no-retain", action="store_true", help="keep glibc's default of unmapping freed large blocks")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
+    try:
+        from attnmace.runtime import retain_freed_memory
+    except ImportError:  # a checkout from before attnmace.runtime, for before/after comparisons
+        retained = False
+    else:
+        retained = False if args.no_retain else retain_freed_memory()  # as attnmace-train does
     cli = ["--config", args.config, "--output-dir", "/tmp/attnmace-train-epoch", "--lazy"]
     if args.preset:
         cli += ["--preset", args.preset]
@@ -85,6 +92,7 @@ def main(argv=None) -> int:
         "threads": args.threads,
         "timed_batches": args.batches,
         "repeats": args.repeats,
+        "retain_freed_memory": retained,
         "ms_per_atom": ms_per_atom,
         "batch_seconds": seconds,
         "batch_atoms": atoms,

@@ -19,6 +19,7 @@ import yaml
 
 from ..config import PRESETS, ModelConfig, make_config
 from ..model import build_model
+from ..runtime import retain_freed_memory
 from .data import DataKeys, check_species, load_frames, species_in, split_by_config_type, write_hdf5
 from .evaluate import compute_metrics, evaluate_file, parity_plots
 from .graphs import GraphDataset
@@ -263,6 +264,7 @@ def _setup_distributed(options: Dict[str, Any]) -> None:
 
 def train_main(argv: Optional[List[str]] = None) -> int:
     options = resolve_options(argv)
+    retain_freed_memory()  # reuse the pages of one step in the next (see attnmace.runtime)
     _setup_distributed(options)
     logging.basicConfig(
         level=logging.INFO if _rank() == 0 else logging.WARNING, format="%(asctime)s %(message)s", stream=sys.stdout

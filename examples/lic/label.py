@@ -226,6 +226,23 @@ def write_template(inp_path, sid):
     os.replace(tmp, TEMPLATE)
 
 
+def read_structures(path):
+    """Structures to label from an extxyz file; each needs ``structure_id`` and ``structure_hash``."""
+    from ase.io import read
+
+    structs = read(path, index=":", format="extxyz")
+    for i, a in enumerate(structs):
+        for key in ("structure_id", "structure_hash"):
+            if key not in a.info:
+                raise SystemExit(f"{path}: frame {i} has no '{key}' in its info")
+        a.info["structure_hash"] = str(a.info["structure_hash"])
+        a.calc = None
+    ids = [a.info["structure_id"] for a in structs]
+    if len(set(ids)) != len(ids):
+        raise SystemExit(f"{path}: structure ids are not unique")
+    return structs
+
+
 # --------------------------------------------------------------------- main
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -235,6 +252,12 @@ def main(argv=None):
     p.add_argument("--ids", nargs="*", default=None, help="only these structure ids")
     p.add_argument("--max-hours", type=float, default=None, help="stop submitting new work after this many hours")
     p.add_argument("--retry-failed", action="store_true", help="retry ids listed in failures.jsonl")
+    p.add_argument(
+        "--structures",
+        default=None,
+        help="label the structures of this extxyz file (e.g. an active-learning round from\n"
+        "active_learning.py) instead of the list of structures.py",
+    )
     args = p.parse_args(argv)
 
     os.makedirs(DATA, exist_ok=True)
@@ -242,7 +265,7 @@ def main(argv=None):
     os.makedirs(os.path.join(DATA, "failed_outputs"), exist_ok=True)
     t_start = time.time()
 
-    structs = generate_structures()
+    structs = read_structures(args.structures) if args.structures else generate_structures()
     by_id = {a.info["structure_id"]: a for a in structs}
     done = read_done(args.output)
     for sid, h in done.items():

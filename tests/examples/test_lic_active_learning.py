@@ -1,0 +1,109 @@
+"""Active learning for the Li–C data (examples/lic/active_learning.py) with tiny models."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.io import write
+from helpers import tiny_model
+
+from attnmace import AttnMACECalculator
+
+LIC = Path(__file__).parents[2] / "examples" / "lic"
+sys.path.insert(0, str(LIC))
+
+import active_learning as al  # noqa: E402
+import label  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def committee():
+    return [
+        AttnMACECalculator(tiny_model(2, species=("Li", "C"), cutoffs=(2.2, 3.0), seed=seed), device="cpu")
+        for seed in (0, 1)
+    ]
+
+
+def test_select_takes_the_highest_scores_with_a_cap_per_trajectory():
+    scores = [0.1, 0.9, 0.8, 0.7, 0.05, 0.6]
+    trajectories = [0, 0, 0, 0, 1, 1]
+    assert al.select(scores, trajectories, count=3, per_trajectory=2) == [1, 2, 5]
+    assert al.select(scores, trajectories, count=10, per_trajectory=1) == [1, 5]
+
+
+def test_committee_spread_is_zero_for_identical_members_and_matches_its_definition(committee):
+    atoms = al.parents(["lic6_000"])[0]
+    assert np.allclose(al.committee_force_std([committee[0], committee[0]], atoms), 0.0)
+    spread = al.committee_force_std(committee, atoms)
+    forces = []
+    for calc in committee:
+        probe = atoms.copy()
+        probe.calc = calc
+        forces.append(probe.get_forces())
+    half_difference = np.linalg.norm(forces[0] - forces[1], axis=1) / 2  # two members: σ = |ΔF| / 2
+    assert spread.shape == (len(atoms),) and spread.max() > 0
+    assert np.allclose(spread, half_difference)
+
+
+def test_proposed_structures_keep_their_parent_settings_and_load_in_label(committee, tmp_path):
+    starts = al.parents(["lic6_000", "graphene_000"])
+    assert [a.info["structure_id"] for a in starts] == ["lic6_000", "graphene_000"]
+    chosen = al.propose(committee, starts, [300.0], steps=4, every=2, count=3, per_trajectory=1, round_index=7)
+    assert len(chosen) == 2  # one per trajectory
+    spreads = [a.info["committee_force_std_max"] for a in chosen]
+    for atoms in chosen:
+        parent = starts[[p.info["structure_id"] for p in starts].index(atoms.info["parent_id"])]
+        assert atoms.info["kmesh"] == parent.info["kmesh"]
+        assert atoms.info["config_type"] == parent.info["config_type"] + "_md"
+        assert atoms.info["md_temperature_K"] == 300.0 and atoms.info["md_step"] in (2, 4)
+        assert atoms.get_chemical_formula() == parent.get_chemical_formula()
+    assert [a.info["structure_id"] for a in chosen] == ["al7_000", "al7_001"]
+    assert spreads == sorted(spreads, reverse=True)
+    path = tmp_path / "round.extxyz"
+    write(path, chosen, format="extxyz")
+    again = label.read_structures(str(path))
+    assert [a.info["structure_id"] for a in again] == ["al7_000", "al7_001"]
+    assert [str(a.info["structure_hash"]) for a in again] == [a.info["structure_hash"] for a in chosen]
+
+
+def test_a_collapsing_trajectory_stops_before_the_collapse(committee):
+    atoms = al.parents(["lic6_000"])[0]
+    snaps = al.sample_trajectory(atoms, committee[0], 300.0, steps=4, every=2, min_dist=10.0)
+    assert snaps == []
+
+
+def test_read_structures_needs_ids(tmp_path):
+    atoms = al.parents(["graphene_000"])[0].copy()
+    del atoms.info["structure_id"]
+    write(tmp_path / "bad.extxyz", atoms, format="extxyz")
+    with pytest.raises(SystemExit, match="structure_id"):
+        label.read_structures(str(tmp_path / "bad.extxyz"))
+
+
+def test_train_committee_writes_one_model_per_seed(tmp_path):
+    data = []
+    calc = AttnMACECalculator(tiny_model(2, species=("Li", "C"), cutoffs=(2.2, 3.0)), device="cpu")
+    for k, atoms in enumerate(al.parents(["lic6_000", "graphite_ab_000", "li_bcc_000", "graphene_000"]) * 2):
+        atoms = atoms.copy()
+        atoms.rattle(0.05, seed=k)
+        atoms.calc = calc
+        atoms.info["REF_energy"] = atoms.get_potential_energy()
+        atoms.arrays["REF_forces"] = atoms.get_forces()
+        atoms.calc = None
+        data.append(atoms)
+    write(tmp_path / "data.extxyz", data, format="extxyz")
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "species: Li,C\npreset: attention\ncutoffs: 2.2,3.0\nchannels: 4\nheads: 2\nmax_l: 1\nsh_max_l: 1\n"
+        "radial_mlp: 8\nreadout_mlp: 4\ncorrelation: 2\nbatch_size: 4\nvalid_fraction: 0.25\ndtype: float64\n"
+    )
+    files = al.train_committee(2, 1, tmp_path / "data.extxyz", tmp_path / "committee", config)
+    assert [f.name for f in files] == ["model.pt", "model.pt"]
+    energies = []
+    for f in files:
+        assert f.is_file()
+        probe = data[0].copy()
+        probe.calc = AttnMACECalculator(str(f), device="cpu")
+        energies.append(probe.get_potential_energy())
+    assert energies[0] != energies[1]  # different seeds, different members
