@@ -61,6 +61,10 @@ class TrainSettings:
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
+#: Settings that change what the validation loss measures.
+_LOSS_SETTINGS = ("energy_weight", "forces_weight", "stress_weight", "huber_delta")
+
+
 def _rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
@@ -174,6 +178,24 @@ class Trainer:
         self.best_valid = state["best_valid"]
         self.bad_epochs = state["bad_epochs"]
         self.history = state["history"]
+        saved = state.get("settings") or {}
+        changed = {
+            k: (saved[k], getattr(self.settings, k))
+            for k in _LOSS_SETTINGS
+            if k in saved and saved[k] != getattr(self.settings, k)
+        }
+        if changed:
+            # a validation loss under other weights is not comparable with the new ones
+            log.warning(
+                "loss settings differ from the checkpoint's (%s): the best validation loss and the "
+                "plateau counts start afresh",
+                ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items()),
+            )
+            self.best_valid = math.inf
+            self.bad_epochs = 0
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.scheduler.best = self.scheduler.mode_worse
+                self.scheduler.num_bad_epochs = 0
         _set_rng_state(state["rng"])
 
     def resume(self) -> bool:

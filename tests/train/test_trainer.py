@@ -175,3 +175,18 @@ def test_two_process_gloo(tmp_path):
     assert result.stdout.count("epoch 2 ") == 1  # only rank 0 logs
     state = _final_state(tmp_path / "ddp")
     assert state["epoch"] == 2 and np.isfinite(state["history"][-1]["valid_loss"])
+
+
+def test_resume_with_other_loss_weights_restarts_the_best_loss(tmp_path, caplog):
+    out = tmp_path / "run"
+    base = [*TINY, "--output-dir", str(out), "--max-steps-per-epoch", "2"]
+    assert train_main([*base, "--max-epochs", "1"]) == 0
+    assert _final_state(out)["best_valid"] < float("inf")
+    caplog.set_level("WARNING")
+    assert train_main([*base, "--max-epochs", "2", "--resume", "--energy-weight", "7"]) == 0
+    assert "energy_weight 1.0 -> 7.0" in caplog.text
+    state = _final_state(out)
+    assert state["epoch"] == 2
+    # the best loss is epoch 2's, measured with the new weights, not epoch 1's smaller one
+    assert state["best_valid"] == pytest.approx(state["history"][-1]["valid_loss"])
+    assert state["settings"]["energy_weight"] == 7.0
