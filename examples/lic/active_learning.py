@@ -139,8 +139,12 @@ def propose(
     round_index: int,
     min_dist: float = 1.0,
     seed: int = 0,
+    log=None,
 ) -> List[Atoms]:
-    """Run the MD, score every snapshot with the committee and return the selected structures."""
+    """Run the MD, score every snapshot with the committee and return the selected structures.
+
+    ``log``, if given, is called with one line per trajectory.
+    """
     candidates, scores, trajectory = [], [], []
     t = 0
     for parent in starts:
@@ -158,6 +162,12 @@ def propose(
                 candidates.append(snap)
                 scores.append(float(spread.max()))
                 trajectory.append(t)
+            if log is not None:
+                mine = [s for s, k in zip(scores, trajectory) if k == t]
+                log(
+                    f"{parent.info.get('structure_id', '?')} at {temperature:g} K: {len(snaps)} snapshots"
+                    + (f", largest force spread {max(mine):.3f} eV/Å" if mine else "")
+                )
             t += 1
     chosen = select(scores, trajectory, count, per_trajectory)
     out = []
@@ -172,13 +182,24 @@ def propose(
 
 # ------------------------------------------------------------------------------------ CLI
 def train_committee(members: int, epochs: int, data: Path, output: Path, config: Path) -> List[Path]:
-    """Train (or resume) ``members`` models differing only in their seed; returns their files."""
+    """Train (or resume) ``members`` models differing only in their seed; returns their files.
+
+    The data file is copied to ``output/train_data.extxyz`` on the first call and every member,
+    resumed ones too, trains on that copy: the labelling job keeps appending to ``data``.
+    """
+    import shutil
+
     from attnmace.train.cli import train_main
 
+    output.mkdir(parents=True, exist_ok=True)
+    frozen = output / "train_data.extxyz"
+    if not frozen.is_file():
+        shutil.copyfile(data, f"{frozen}.tmp")
+        os.replace(f"{frozen}.tmp", frozen)
     files = []
     for k in range(members):
         out = output / f"member{k}"
-        argv = ["--config", str(config), "--train-file", str(data), "--seed", str(k)]
+        argv = ["--config", str(config), "--train-file", str(frozen), "--seed", str(k)]
         argv += ["--output-dir", str(out), "--max-epochs", str(epochs), "--resume"]
         code = train_main(argv)
         if code:
@@ -233,6 +254,7 @@ def main(argv=None) -> int:
         args.round,
         min_dist=args.min_distance,
         seed=args.seed,
+        log=lambda line: print(line, flush=True),
     )
     output = args.output or DATA / f"al_round{args.round}.extxyz"
     tmp = f"{output}.tmp"

@@ -100,6 +100,8 @@ def test_train_committee_writes_one_model_per_seed(tmp_path):
     )
     files = al.train_committee(2, 1, tmp_path / "data.extxyz", tmp_path / "committee", config)
     assert [f.name for f in files] == ["model.pt", "model.pt"]
+    frozen = tmp_path / "committee" / "train_data.extxyz"
+    assert frozen.read_bytes() == (tmp_path / "data.extxyz").read_bytes()  # the members' frozen copy
     energies = []
     for f in files:
         assert f.is_file()
