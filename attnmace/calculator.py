@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -14,7 +15,9 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from . import keys
-from .export import load_model_with_metadata, metadata_of, read_metadata, rebuild_eager
+from ._version import __version__
+from .config import ModelConfig
+from .export import load_model_with_metadata, metadata_of
 from .graph import NeighbourListCache, atoms_to_graph
 from .model import AttnMACE, build_model
 from .runtime import retain_freed_memory
@@ -57,6 +60,22 @@ def compile_layers(model: AttnMACE, backend: str = "inductor") -> AttnMACE:
     return model
 
 
+def _eager_or_scripted(scripted: torch.nn.Module, metadata: Dict[str, Any], path) -> torch.nn.Module:
+    """The eager model with the weights of ``scripted``, or ``scripted`` itself if it cannot be rebuilt."""
+    try:
+        config = ModelConfig.from_dict(metadata["config"])
+        model = build_model(config=config, dtype=getattr(torch, metadata["dtype"]))
+        model.load_state_dict(scripted.state_dict())
+    except Exception as exc:  # noqa: BLE001 (any mismatch: the file's own code still runs)
+        warnings.warn(
+            f"{path}: this attnmace ({__version__}) cannot rebuild the model ({type(exc).__name__}: {exc}); "
+            "running its TorchScript module instead",
+            stacklevel=3,
+        )
+        return scripted
+    return model
+
+
 class AttnMACECalculator(Calculator):
     """ASE calculator for an AttnMACE model.
 
@@ -73,6 +92,11 @@ class AttnMACECalculator(Calculator):
             metadata. The first call compiles (minutes on a CPU), later calls are faster: worth it
             for long MD runs (``benchmarks/README.md`` has the measured speed-up). A string
             selects another ``torch.compile`` backend (e.g. ``"aot_eager"``).
+        torchscript: run the file's TorchScript module itself. By default the calculator
+            rebuilds the eager model from the file's configuration and weights, which is faster
+            on CPU (``benchmarks/README.md``) and computes the same numbers; if this version of
+            attnmace cannot rebuild it (a file from another version), it warns and runs the
+            TorchScript module.
 
     Properties: ``energy``, ``free_energy`` (equal to ``energy``), per-atom ``energies``,
     ``forces``, and ``stress`` (3-D periodic cells only). ``results["layer_energies"]`` holds the
@@ -90,6 +114,7 @@ class AttnMACECalculator(Calculator):
         dtype: str = "float64",
         skin: float = 0.5,
         compile: Union[bool, str] = False,
+        torchscript: bool = False,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -106,12 +131,13 @@ class AttnMACECalculator(Calculator):
             module.load_state_dict(model.state_dict())
         elif isinstance(model, torch.nn.Module):
             raise TypeError("pass an AttnMACE model or the path of an exported model file")
-        elif compile:
-            path = resolve_model_path(model)
-            self.metadata = read_metadata(path)
-            module = rebuild_eager(path)
+        elif compile and torchscript:
+            raise ValueError("compile needs the eager model: use either compile or torchscript=True")
         else:
-            module, self.metadata = load_model_with_metadata(resolve_model_path(model), self.device)
+            path = resolve_model_path(model)
+            module, self.metadata = load_model_with_metadata(path, "cpu")
+            if not torchscript:
+                module = _eager_or_scripted(module, self.metadata, path)
         self.model = module.to(device=self.device, dtype=self.dtype).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)

@@ -30,7 +30,7 @@ BACKENDS = ("torchscript", "eager", "compile")
 
 def calculator(backend: str, path: Path, dtype: str) -> AttnMACECalculator:
     if backend == "torchscript":
-        return AttnMACECalculator(path, device="cpu", dtype=dtype)
+        return AttnMACECalculator(path, device="cpu", dtype=dtype, torchscript=True)
     if backend == "eager":
         return AttnMACECalculator(rebuild_eager(path), device="cpu", dtype=dtype)
     return AttnMACECalculator(path, device="cpu", dtype=dtype, compile=True)

@@ -20,6 +20,9 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=4, help="diamond supercell repeat (4: 512 atoms)")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--torchscript", action="store_true", help="run the file's TorchScript module (the old default)"
+    )
     args = parser.parse_args(argv)
     if args.before:  # the other checkout first, and not the installed (editable) one
         sys.meta_path = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
@@ -38,7 +41,10 @@ def main(argv=None) -> int:
     attnmace.export_model(model, path)
     atoms = bulk("C", "diamond", a=3.567, cubic=True).repeat((args.repeat,) * 3)
     atoms.rattle(0.05, seed=1)
-    atoms.calc = attnmace.AttnMACECalculator(path, device="cpu", dtype=args.dtype)
+    try:
+        atoms.calc = attnmace.AttnMACECalculator(path, device="cpu", dtype=args.dtype, torchscript=args.torchscript)
+    except TypeError:  # an older checkout: it has no torchscript option and always ran TorchScript
+        atoms.calc = attnmace.AttnMACECalculator(path, device="cpu", dtype=args.dtype)
     atoms.get_forces()
     atoms.get_stress()
     with open("/proc/self/clear_refs", "w") as fh:

@@ -66,7 +66,7 @@ def main() -> None:
         t0 = time.perf_counter()
         path = export_model(model, os.path.join(tmpdir.name, "model.pt"))
         export_s = time.perf_counter() - t0
-        calc = AttnMACECalculator(str(path), device=args.device, dtype=args.dtype)
+        calc = AttnMACECalculator(str(path), device=args.device, dtype=args.dtype, torchscript=True)
     else:
         calc = AttnMACECalculator(model, device=args.device, dtype=args.dtype)
     module = calc.model  # eval mode, requested dtype/device, parameters without gradients

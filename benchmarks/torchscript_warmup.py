@@ -37,9 +37,10 @@ def main(preset: str = "attention") -> None:
         path = Path(tmp) / f"{preset}.pt"
         export_model(model, path)
         print("eager (s)", times(AttnMACECalculator(model), contextlib.nullcontext, atoms))
-        print("TorchScript (s)", times(AttnMACECalculator(path), contextlib.nullcontext, atoms))
+        print("TorchScript (s)", times(AttnMACECalculator(path, torchscript=True), contextlib.nullcontext, atoms))
         no_opt = lambda: torch.jit.optimized_execution(False)  # noqa: E731
-        print("TorchScript, optimized_execution(False) (s)", times(AttnMACECalculator(path), no_opt, atoms))
+        scripted = AttnMACECalculator(path, torchscript=True)
+        print("TorchScript, optimized_execution(False) (s)", times(scripted, no_opt, atoms))
 
 
 if __name__ == "__main__":

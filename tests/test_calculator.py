@@ -8,7 +8,7 @@ from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_s
 from ase.filters import FrechetCellFilter
 from helpers import cluster, diamond, slab, tiny_model, triclinic
 
-from attnmace import AttnMACECalculator, export_model, shipped_models
+from attnmace import AttnMACE, AttnMACECalculator, export_model, shipped_models
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_eager_model_gives_same_results_and_is_not_modified(model_file):
     model = tiny_model(2)
     atoms = diamond()
     eager = AttnMACECalculator(model, dtype="float32")
-    scripted = AttnMACECalculator(model_file)
+    scripted = AttnMACECalculator(model_file, torchscript=True)
     assert next(model.parameters()).dtype == torch.float64  # the caller's model was not cast
     assert abs(eager.get_potential_energy(atoms) - scripted.get_potential_energy(atoms)) < 1e-4
 
@@ -200,7 +200,7 @@ def test_compiled_layers_match_torchscript(model_file):
     path itself is run by ``benchmarks/compile_speed.py``.
     """
     atoms = diamond()
-    scripted = AttnMACECalculator(model_file, device="cpu")
+    scripted = AttnMACECalculator(model_file, device="cpu", torchscript=True)
     compiled = AttnMACECalculator(model_file, device="cpu", compile="aot_eager")
     for _ in range(2):  # the second call, with moved atoms, reuses the compiled code (dynamic shapes)
         atoms.calc = scripted
@@ -215,3 +215,32 @@ def test_compiled_layers_match_torchscript(model_file):
 def test_unknown_compile_backend_is_named(model_file):
     with pytest.raises(Exception, match="Invalid backend: 'nope'"):
         AttnMACECalculator(model_file, device="cpu", compile="nope")
+
+
+def test_files_run_eager_by_default_with_the_torchscript_numbers(model_file):
+    atoms = diamond()
+    default = AttnMACECalculator(model_file, device="cpu")
+    scripted = AttnMACECalculator(model_file, device="cpu", torchscript=True)
+    assert isinstance(default.model, AttnMACE)
+    assert isinstance(scripted.model, torch.jit.ScriptModule)
+    atoms.calc = scripted
+    reference = (atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress())
+    atoms.calc = default
+    np.testing.assert_allclose(atoms.get_potential_energy(), reference[0], rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(atoms.get_forces(), reference[1], rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(atoms.get_stress(), reference[2], rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match="either compile or torchscript"):
+        AttnMACECalculator(model_file, compile=True, torchscript=True)
+
+
+def test_a_file_this_version_cannot_rebuild_runs_as_torchscript(model_file, monkeypatch):
+    import attnmace.calculator as calculator
+
+    def fail(*args, **kwargs):
+        raise TypeError("unexpected keyword argument 'new_option'")
+
+    monkeypatch.setattr(calculator, "build_model", fail)
+    with pytest.warns(UserWarning, match="cannot rebuild the model .*new_option.*TorchScript"):
+        calc = AttnMACECalculator(model_file, device="cpu")
+    assert isinstance(calc.model, torch.jit.ScriptModule)
+    assert np.isfinite(calc.get_potential_energy(diamond()))
