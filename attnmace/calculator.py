@@ -16,8 +16,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from . import keys
 from ._version import __version__
-from .config import ModelConfig
-from .export import load_model_with_metadata, metadata_of
+from .export import eager_from_scripted, load_model_with_metadata, metadata_of
 from .graph import NeighbourListCache, atoms_to_graph
 from .model import AttnMACE, build_model
 from .runtime import retain_freed_memory
@@ -63,9 +62,7 @@ def compile_layers(model: AttnMACE, backend: str = "inductor") -> AttnMACE:
 def _eager_or_scripted(scripted: torch.nn.Module, metadata: Dict[str, Any], path) -> torch.nn.Module:
     """The eager model with the weights of ``scripted``, or ``scripted`` itself if it cannot be rebuilt."""
     try:
-        config = ModelConfig.from_dict(metadata["config"])
-        model = build_model(config=config, dtype=getattr(torch, metadata["dtype"]))
-        model.load_state_dict(scripted.state_dict())
+        model = eager_from_scripted(scripted, metadata)
     except Exception as exc:  # noqa: BLE001 (any mismatch: the file's own code still runs)
         warnings.warn(
             f"{path}: this attnmace ({__version__}) cannot rebuild the model ({type(exc).__name__}: {exc}); "
@@ -136,7 +133,9 @@ class AttnMACECalculator(Calculator):
         else:
             path = resolve_model_path(model)
             module, self.metadata = load_model_with_metadata(path, "cpu")
-            if not torchscript:
+            if compile:  # needs the eager model: no fallback
+                module = eager_from_scripted(module, self.metadata)
+            elif not torchscript:
                 module = _eager_or_scripted(module, self.metadata, path)
         self.model = module.to(device=self.device, dtype=self.dtype).eval()
         for p in self.model.parameters():

@@ -151,9 +151,13 @@ def load_model(path: Union[str, os.PathLike], device: Union[str, torch.device] =
     return load_model_with_metadata(path, device)[0]
 
 
-def rebuild_eager(path: Union[str, os.PathLike]) -> AttnMACE:
-    """An eager :class:`AttnMACE` with the weights of an exported file (e.g. to fine-tune it)."""
-    module, metadata = load_model_with_metadata(path)
+def eager_from_scripted(module: torch.nn.Module, metadata: Dict[str, Any]) -> AttnMACE:
+    """An eager :class:`AttnMACE` with the configuration in ``metadata`` and the weights of ``module``."""
     model = build_model(config=ModelConfig.from_dict(metadata["config"]), dtype=getattr(torch, metadata["dtype"]))
     model.load_state_dict(module.state_dict())
     return model
+
+
+def rebuild_eager(path: Union[str, os.PathLike]) -> AttnMACE:
+    """An eager :class:`AttnMACE` with the weights of an exported file (e.g. to fine-tune it)."""
+    return eager_from_scripted(*load_model_with_metadata(path))

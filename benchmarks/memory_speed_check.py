@@ -10,7 +10,6 @@ over two calls on slightly moved positions, and the time of the last one. Linux 
 """
 
 import argparse
-import sys
 import time
 
 
@@ -24,9 +23,10 @@ def main(argv=None) -> int:
         "--torchscript", action="store_true", help="run the file's TorchScript module (the old default)"
     )
     args = parser.parse_args(argv)
-    if args.before:  # the other checkout first, and not the installed (editable) one
-        sys.meta_path = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
-        sys.path.insert(0, args.before)
+    if args.before:
+        from checkout import use_checkout
+
+        use_checkout(args.before)
 
     import attnmace  # noqa: I001  (first: huge pages before torch)
     import tempfile

@@ -19,14 +19,6 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
-import attnmace  # noqa: F401  (first: sets the allocator's huge-page option before torch loads)
-from attnmace.train.cli import build_trainer, resolve_options
-from attnmace.train.graphs import collate_graphs
-from attnmace.train.loss import LossWeights, compute_loss
-
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -38,7 +30,20 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--output", help="write the result as JSON here")
     parser.add_argument("--no-retain", action="store_true", help="keep glibc's default of unmapping freed large blocks")
+    parser.add_argument("--before", help="path of another attnmace checkout to import instead")
     args = parser.parse_args(argv)
+    if args.before:
+        from checkout import use_checkout
+
+        use_checkout(args.before)
+
+    import attnmace  # noqa: F401, I001  (first: huge pages for torch's allocations, as attnmace-train has)
+    import numpy as np
+    import torch
+
+    from attnmace.train.cli import build_trainer, resolve_options
+    from attnmace.train.graphs import collate_graphs
+    from attnmace.train.loss import LossWeights, compute_loss
 
     torch.set_num_threads(args.threads)
     try:

@@ -192,6 +192,16 @@ def test_negative_skin_is_rejected(model_file):
         AttnMACECalculator(model_file, skin=-0.1)
 
 
+def _assert_same_efs(atoms, calc, reference_calc, energy, rest):
+    """``calc`` gives ``reference_calc``'s energy, forces and stress; tolerances as ``(rtol, atol)``."""
+    atoms.calc = reference_calc
+    reference = (atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress())
+    atoms.calc = calc
+    np.testing.assert_allclose(atoms.get_potential_energy(), reference[0], rtol=energy[0], atol=energy[1])
+    np.testing.assert_allclose(atoms.get_forces(), reference[1], rtol=rest[0], atol=rest[1])
+    np.testing.assert_allclose(atoms.get_stress(), reference[2], rtol=rest[0], atol=rest[1])
+
+
 def test_compiled_layers_match_torchscript(model_file):
     """Compiled layers give the TorchScript file's energy, forces and stress.
 
@@ -203,12 +213,7 @@ def test_compiled_layers_match_torchscript(model_file):
     scripted = AttnMACECalculator(model_file, device="cpu", torchscript=True)
     compiled = AttnMACECalculator(model_file, device="cpu", compile="aot_eager")
     for _ in range(2):  # the second call, with moved atoms, reuses the compiled code (dynamic shapes)
-        atoms.calc = scripted
-        reference = (atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress())
-        atoms.calc = compiled
-        np.testing.assert_allclose(atoms.get_potential_energy(), reference[0], rtol=1e-10, atol=1e-10)
-        np.testing.assert_allclose(atoms.get_forces(), reference[1], rtol=1e-8, atol=1e-9)
-        np.testing.assert_allclose(atoms.get_stress(), reference[2], rtol=1e-8, atol=1e-9)
+        _assert_same_efs(atoms, compiled, scripted, energy=(1e-10, 1e-10), rest=(1e-8, 1e-9))
         atoms.positions[0] += 0.3
 
 
@@ -223,12 +228,7 @@ def test_files_run_eager_by_default_with_the_torchscript_numbers(model_file):
     scripted = AttnMACECalculator(model_file, device="cpu", torchscript=True)
     assert isinstance(default.model, AttnMACE)
     assert isinstance(scripted.model, torch.jit.ScriptModule)
-    atoms.calc = scripted
-    reference = (atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress())
-    atoms.calc = default
-    np.testing.assert_allclose(atoms.get_potential_energy(), reference[0], rtol=1e-12, atol=1e-10)
-    np.testing.assert_allclose(atoms.get_forces(), reference[1], rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(atoms.get_stress(), reference[2], rtol=1e-10, atol=1e-10)
+    _assert_same_efs(atoms, default, scripted, energy=(1e-12, 1e-10), rest=(1e-10, 1e-10))
     with pytest.raises(ValueError, match="either compile or torchscript"):
         AttnMACECalculator(model_file, compile=True, torchscript=True)
 
@@ -239,7 +239,7 @@ def test_a_file_this_version_cannot_rebuild_runs_as_torchscript(model_file, monk
     def fail(*args, **kwargs):
         raise TypeError("unexpected keyword argument 'new_option'")
 
-    monkeypatch.setattr(calculator, "build_model", fail)
+    monkeypatch.setattr(calculator, "eager_from_scripted", fail)
     with pytest.warns(UserWarning, match="cannot rebuild the model .*new_option.*TorchScript"):
         calc = AttnMACECalculator(model_file, device="cpu")
     assert isinstance(calc.model, torch.jit.ScriptModule)

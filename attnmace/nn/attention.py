@@ -288,7 +288,8 @@ class AttentionAggregation(DerivedBuffers):
         order = torch.argsort(counts, stable=True)  # atoms by neighbour count
         rank = torch.empty_like(order)
         rank[order] = torch.arange(num_nodes, device=order.device)
-        sizes = [len(c) for c in torch.tensor_split(torch.arange(num_nodes), min(self.buckets, num_nodes))]
+        groups = min(self.buckets, num_nodes)
+        sizes = [num_nodes // groups + (1 if b < num_nodes % groups else 0) for b in range(groups)]
         ends = torch.tensor(sizes, device=order.device).cumsum(0) - 1
         widths = [int(w) for w in counts.index_select(0, order.index_select(0, ends)).tolist()]
         rows = [size * width for size, width in zip(sizes, widths)]

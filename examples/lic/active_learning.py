@@ -64,11 +64,6 @@ def committee_force_std(calcs: Sequence, atoms: Atoms) -> np.ndarray:
     return np.sqrt(((forces - forces.mean(axis=0)) ** 2).sum(axis=2).mean(axis=0))
 
 
-def min_distance(atoms: Atoms) -> float:
-    """Shortest interatomic distance under periodic boundary conditions (inf if none below 2.5 Å)."""
-    return float(structures.min_distance(atoms))
-
-
 def sample_trajectory(
     atoms: Atoms,
     calc,
@@ -94,7 +89,7 @@ def sample_trajectory(
     snapshots: List[Atoms] = []
     for step in range(every, steps + 1, every):
         dyn.run(every)
-        if min_distance(md_atoms) < min_dist or not np.isfinite(md_atoms.positions).all():
+        if structures.min_distance(md_atoms) < min_dist or not np.isfinite(md_atoms.positions).all():
             break
         snap = Atoms(md_atoms.numbers, md_atoms.positions, cell=md_atoms.cell, pbc=md_atoms.pbc)
         snap.info["md_step"] = step
