@@ -18,6 +18,9 @@ class LossWeights:
 
 
 def _error(pred: torch.Tensor, ref: torch.Tensor, delta: float) -> torch.Tensor:
+    # the energy comes in float64 whatever the model's dtype; huber_loss does not promote
+    dtype = torch.promote_types(pred.dtype, ref.dtype)
+    pred, ref = pred.to(dtype), ref.to(dtype)
     if delta > 0:
         return torch.nn.functional.huber_loss(pred, ref, reduction="none", delta=delta)
     return (pred - ref) ** 2

@@ -196,6 +196,22 @@ class Trainer:
             if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 self.scheduler.best = self.scheduler.mode_worse
                 self.scheduler.num_bad_epochs = 0
+        if "lr" in saved and saved["lr"] != self.settings.lr:
+            # an explicit new learning rate wins over the optimizer's and the scheduler's saved one
+            log.warning(
+                "learning rate differs from the checkpoint's (%g -> %g): using %g",
+                saved["lr"],
+                self.settings.lr,
+                self.settings.lr,
+            )
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.settings.lr
+                group["initial_lr"] = self.settings.lr
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.scheduler.num_bad_epochs = 0
+                self.scheduler._last_lr = [self.settings.lr for _ in self.optimizer.param_groups]
+            elif self.scheduler is not None:
+                self.scheduler.base_lrs = [self.settings.lr for _ in self.optimizer.param_groups]
         _set_rng_state(state["rng"])
 
     def resume(self) -> bool:

@@ -32,6 +32,9 @@ from ase.optimize import BFGS, FIRE
 
 from attnmace import AttnMACECalculator
 
+#: This folder (the scripts, ``structures.py`` and ``data/``).
+HERE = Path(__file__).resolve().parent
+
 #: The model the examples are written for (``models/lic.pt``, trained on ``data/lic_dft.extxyz``).
 DEFAULT_MODEL = "lic.pt"
 

@@ -36,6 +36,7 @@ References (approximate; printed next to the model's numbers):
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import common
@@ -50,6 +51,10 @@ EXPERIMENT_PLATEAUS = (
 )
 #: E_f(LiC6) per Li from vdW-DFT (Hazrati, de Wijs, Brocks 2014), eV.
 DFT_LIC6_RANGE = (-0.30, -0.20)
+
+#: The labelled DFT data (this project's PBE-D3(BJ) reference) and the ids of its unperturbed cells.
+DFT_DATA = common.HERE / "data" / "lic_dft.extxyz"
+DFT_CELLS = {"graphite": "graphite_ab_000", "Li_bcc": "li_bcc_000", "LiC12": "lic12_000", "LiC6": "lic6_000"}
 
 QUICK = {"fmax": 0.05, "relax_steps": 150}
 FULL = {"fmax": 0.01, "relax_steps": 400}
@@ -140,6 +145,7 @@ def run(calc, quick: bool = False, fmax: float = 0.01, relax_steps: int = 400) -
     x, e = points[:, 0], points[:, 1]
     hull = lower_hull(x, e)
     return {
+        "dft_check": dft_check(calc),
         "relaxed": relaxed,
         "names": names,
         "x": x,
@@ -150,6 +156,41 @@ def run(calc, quick: bool = False, fmax: float = 0.01, relax_steps: int = 400) -
         "mu_li": e_li,
         "e_c": e_c,
     }
+
+
+def dft_check(calc, data=DFT_DATA) -> Dict[str, Tuple[float, float]]:
+    """E_f per Li of LiC12 and LiC6 at the unrelaxed reference cells: ``{name: (model, DFT)}``.
+
+    Both from single points on the same geometries (the experimental lattices of
+    ``structures.py``, not relaxed), referred to AB graphite and bcc Li at those lattices: the
+    model against the reference it was trained to reproduce. Empty if the data file or one of
+    the cells is missing.
+    """
+    import ase.io  # noqa: I001
+
+    if not Path(data).is_file():
+        return {}
+    by_id = {a.info.get("structure_id"): a for a in ase.io.read(data, ":")}
+    if any(sid not in by_id for sid in DFT_CELLS.values()):
+        return {}
+
+    def energies(name):
+        atoms = by_id[DFT_CELLS[name]]
+        ref = float(atoms.info["REF_energy"])
+        atoms = atoms.copy()
+        atoms.calc = calc
+        return float(atoms.get_potential_energy()), ref, common.composition(atoms)
+
+    model_li, dft_li, (n_li, _) = energies("Li_bcc")
+    model_c, dft_c, (_, n_c) = energies("graphite")
+    out = {}
+    for name in ("LiC12", "LiC6"):
+        model, dft, (li, c) = energies(name)
+        out[name] = tuple(
+            (e - li * e_li / n_li - c * e_c / n_c) / li
+            for e, e_li, e_c in ((model, model_li, model_c), (dft, dft_li, dft_c))
+        )
+    return out
 
 
 def report(res: dict) -> None:
@@ -185,6 +226,10 @@ def report(res: dict) -> None:
         print("  " + common.compare_range("E_f(LiC6)", e6, low, high, "eV/Li", "vdW-DFT, Hazrati et al. 2014"))
         v_exp = sum((b - a) * v for a, b, v, _ in EXPERIMENT_PLATEAUS)
         print("  " + common.compare("E_f(LiC6)", e6, -v_exp, "eV/Li", "exp. plateaus integrated, approx."))
+    if res.get("dft_check"):
+        print("comparison with the training reference (single points at the unrelaxed reference cells):")
+        for name, (model, dft) in res["dft_check"].items():
+            print("  " + common.compare(f"E_f({name})", model, dft, "eV/Li", "PBE-D3(BJ), data/lic_dft.extxyz"))
 
 
 def plot(res: dict, path) -> None:

@@ -193,3 +193,30 @@ def test_cli_missing_model_is_not_a_traceback(tmp_path):
     )
     assert proc.returncode != 0
     assert "lic.pt has not been trained" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ------------------------------------------------------------------------------------ data split
+def test_prepare_split_is_stable_and_keeps_reference_cells_in_training(tmp_path):
+    import ase.io
+    import prepare
+
+    frames = []
+    for family in ("lic6", "graphite_ab", "li_bcc"):
+        for k in range(60):
+            atoms = common.lic6() if family == "lic6" else common.graphite_ab()
+            atoms.info.update(structure_id=f"{family}_{k:03d}", family=family, REF_energy=-1.0)
+            frames.append(atoms)
+    parts = prepare.split(frames)
+    assert sum(len(p) for p in parts.values()) == len(frames)
+    assert all(prepare.part_of(a) == "train" for a in frames if a.info["structure_id"].endswith("_000"))
+    for name in ("test", "valid"):  # about 10 % each
+        assert 0.03 < len(parts[name]) / len(frames) < 0.2, name
+    # labelling more frames never moves one: splitting a prefix gives the same parts for it
+    early = {a.info["structure_id"]: name for name, part in prepare.split(frames[::3]).items() for a in part}
+    late = {a.info["structure_id"]: name for name, part in parts.items() for a in part}
+    assert all(late[sid] == name for sid, name in early.items())
+    data = tmp_path / "labelled.extxyz"
+    ase.io.write(data, frames, format="extxyz")
+    prepare.main(["--data", str(data), "--output", str(tmp_path / "out")])
+    written = {name: ase.io.read(tmp_path / "out" / f"{name}.extxyz", ":") for name in parts}
+    assert {name: len(f) for name, f in written.items()} == {name: len(p) for name, p in parts.items()}

@@ -1,6 +1,7 @@
 """Statistics (E0s, neighbour counts, scale/shift) and the loss."""
 
 import numpy as np
+import pytest
 import torch
 from ase.build import bulk
 
@@ -70,3 +71,16 @@ def test_loss_terms():
     assert torch.isclose(parts["stress"], torch.tensor(1.0))
     huber = compute_loss(out, batch, LossWeights(huber_delta=0.5))
     assert huber["forces"] < parts["forces"]
+
+
+def test_huber_loss_backward_with_float64_energy_and_float32_references():
+    # the model returns its energy in float64 whatever its dtype; the references are float32
+    batch = {k: (v.float() if v.is_floating_point() else v) for k, v in _batch().items()}
+    energy = torch.tensor([-1.0, -1.0], dtype=torch.float64, requires_grad=True)
+    forces = torch.zeros(3, 3, requires_grad=True)
+    out = {keys.ENERGY: energy, keys.FORCES: forces}
+    loss = compute_loss(out, batch, LossWeights(huber_delta=0.1))["total"]
+    loss.backward()
+    assert energy.grad is not None and torch.isfinite(energy.grad).all()
+    # past delta the Huber gradient is delta * sign / N: bounded, unlike the squared error's
+    assert energy.grad[0].item() == pytest.approx(0.1 * (1 / 2) * (1 / 3))

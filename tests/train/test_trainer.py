@@ -190,3 +190,17 @@ def test_resume_with_other_loss_weights_restarts_the_best_loss(tmp_path, caplog)
     # the best loss is epoch 2's, measured with the new weights, not epoch 1's smaller one
     assert state["best_valid"] == pytest.approx(state["history"][-1]["valid_loss"])
     assert state["settings"]["energy_weight"] == 7.0
+
+
+def test_resume_with_another_learning_rate_uses_it(tmp_path, caplog):
+    out = tmp_path / "run"
+    base = [*TINY, "--output-dir", str(out), "--max-steps-per-epoch", "2", "--lr", "0.01"]
+    assert train_main([*base, "--max-epochs", "1"]) == 0
+    assert _final_state(out)["history"][-1]["lr"] == pytest.approx(0.01)
+    caplog.set_level("WARNING")
+    assert train_main([*base[:-1], "0.002", "--max-epochs", "2", "--resume"]) == 0
+    assert "learning rate differs" in caplog.text
+    state = _final_state(out)
+    assert state["history"][-1]["lr"] == pytest.approx(0.002)
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.002)
+    assert state["settings"]["lr"] == pytest.approx(0.002)
