@@ -179,7 +179,11 @@ def run(
         atoms = start_cell.copy()
         atoms.calc = calc
         t0 = time.perf_counter()
-        times, positions = run_md(atoms, temperature, steps, timestep, interval, equilibration, seed=seed + k)
+        try:
+            times, positions = run_md(atoms, temperature, steps, timestep, interval, equilibration, seed=seed + k)
+        except ValueError as error:  # the calculator refuses collapsed geometries (atoms on top of each other)
+            runs.append({"temperature": float(temperature), "failed": str(error), "seconds": time.perf_counter() - t0})
+            continue
         values = msd(positions)
         runs.append(
             {
@@ -193,8 +197,9 @@ def run(
             }
         )
     res = {"runs": runs, "n_atoms": len(start_cell), "n_li": int((start_cell.numbers == 3).sum()), "hop": hop}
+    done = [r for r in runs if "failed" not in r]
     try:
-        res["Ea"], res["D0"] = arrhenius_fit([r["temperature"] for r in runs], [r["D"] for r in runs])
+        res["Ea"], res["D0"] = arrhenius_fit([r["temperature"] for r in done], [r["D"] for r in done])
     except ValueError as error:
         res["fit_error"] = str(error)
     return res
@@ -204,11 +209,18 @@ def report(res: dict) -> None:
     """Print D per temperature, the Arrhenius parameters and the comparison with references."""
     print(f"LiC6 supercell with Li vacancies: {res['n_atoms']} atoms, {res['n_li']} Li; Li-Li hop {res['hop']:.2f} Å")
     for r in res["runs"]:
+        if "failed" in r:
+            print(
+                f"  T = {r['temperature']:6.0f} K: MD stopped after {r['seconds']:.1f} s, {r['failed']}: the "
+                "model let atoms collapse, so this temperature is outside what it was trained on"
+            )
+            continue
         print(
             f"  T = {r['temperature']:6.0f} K (final {r['T_final']:6.0f} K): D = {r['D']:.3e} cm^2/s, "
             f"{100 * r['displaced']:.0f} % of Li left their site, {r['seconds']:.1f} s"
         )
-    if all(r["displaced"] == 0 for r in res["runs"]):
+    done = [r for r in res["runs"] if "failed" not in r]
+    if done and all(r["displaced"] == 0 for r in done):
         print("  warning: no Li left its site; D measures vibrations only (run longer or hotter)")
     if "fit_error" in res:
         print(f"Arrhenius fit not possible: {res['fit_error']}")
@@ -228,15 +240,16 @@ def report(res: dict) -> None:
 def plot(res: dict, path) -> None:
     """MSD curves (left) and the Arrhenius plot (right)."""
     fig, ax = common.new_figure(2)
-    for k, r in enumerate(res["runs"]):
+    runs = [r for r in res["runs"] if "failed" not in r]
+    for k, r in enumerate(runs):
         ax[0, 0].plot(r["times"] / 1000, r["msd"], color=f"C{k}", label=f"{r['temperature']:.0f} K")
     ax[0, 0].set(xlabel="lag time (ps)", ylabel="in-plane Li MSD (Å$^2$)", title="mean-square displacement")
     ax[0, 0].legend(fontsize=8)
-    t = np.array([r["temperature"] for r in res["runs"]])
-    d = np.array([r["D"] for r in res["runs"]])
+    t = np.array([r["temperature"] for r in runs])
+    d = np.array([r["D"] for r in runs])
     ok = d > 0
     ax[0, 1].semilogy(1000 / t[ok], d[ok], "o", label="MD")
-    if "Ea" in res:
+    if "Ea" in res and len(t):
         x = np.linspace(1000 / t.max(), 1000 / t.min(), 50)
         fit = res["D0"] * np.exp(-res["Ea"] / (KB * 1000 / x))
         ax[0, 1].semilogy(x, fit, "-", label=f"fit, Ea = {res['Ea']:.2f} eV")

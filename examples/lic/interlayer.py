@@ -21,6 +21,7 @@ The model is trained on PBE-D3(BJ), which need not agree with experiment exactly
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 import common
@@ -72,6 +73,56 @@ def binding_curve(atoms: Atoms, calc, spacings: Sequence[float]) -> np.ndarray:
     return np.array(energies)
 
 
+#: The unrattled interlayer scans of the DFT data (fixed experimental in-plane lattice).
+DFT_DATA = common.HERE / "data" / "lic_dft.extxyz"
+DFT_SCANS = {"graphite": ("C4", "graphite_ab_000"), "LiC6": ("C6Li", "lic6_000")}
+
+
+def scan_minimum(d: Sequence[float], e: Sequence[float]) -> float:
+    """Spacing at the minimum of a scan: the vertex of the parabola through the lowest point and its
+    two neighbours (the lowest point itself if it is at an end of the scan)."""
+    order = np.argsort(d)
+    d, e = np.asarray(d, float)[order], np.asarray(e, float)[order]
+    k = int(np.argmin(e))
+    if k == 0 or k == len(d) - 1:
+        return float(d[k])
+    a, b, _ = np.polyfit(d[k - 1 : k + 2], e[k - 1 : k + 2], 2)
+    return float(-b / (2 * a))
+
+
+def dft_check(calc, data=DFT_DATA) -> Dict[str, tuple]:
+    """Minimum of the DFT interlayer scans and of the model's energies on the same geometries.
+
+    The scans (``graphite_c_scan`` frames and the reference cell, unrattled, experimental in-plane
+    lattice) are the only DFT data with one parameter varied; ``{name: (model d, DFT d, points)}``,
+    empty if the data file is missing.
+    """
+    import ase.io  # noqa: I001
+
+    if not Path(data).is_file():
+        return {}
+    frames = ase.io.read(data, ":")
+    out = {}
+    for name, (formula, reference_id) in DFT_SCANS.items():
+        scan = [
+            a
+            for a in frames
+            if a.get_chemical_formula() == formula
+            and (a.info.get("family") == "graphite_c_scan" or a.info.get("structure_id") == reference_id)
+        ]
+        if len(scan) < 3:
+            continue
+        d = [interlayer_spacing(a) for a in scan]
+        dft = [a.info["REF_energy"] / len(a) for a in scan]
+        model = []
+        for a in scan:
+            a = a.copy()
+            a.calc = calc
+            model.append(a.get_potential_energy() / len(a))
+        out[name] = (scan_minimum(d, model), scan_minimum(d, dft), len(scan))
+    return out
+
+
 def run(calc, fmax: float = 0.005, relax_steps: int = 400, scan_points: int = 15) -> dict:
     """Relax both crystals and scan their binding curves; returns a dictionary of results."""
     res = relax_crystals(calc, fmax, relax_steps)
@@ -79,6 +130,7 @@ def run(calc, fmax: float = 0.005, relax_steps: int = 400, scan_points: int = 15
         r["scan_d"] = r["d"] * np.linspace(0.9, 1.2, scan_points)
         r["scan_e"] = binding_curve(r["atoms"], calc, r["scan_d"])
     res["expansion"] = 100 * (res["LiC6"]["d"] - res["graphite"]["d"]) / res["graphite"]["d"]
+    res["dft_check"] = dft_check(calc)
     return res
 
 
@@ -92,6 +144,11 @@ def report(res: dict) -> None:
         print("  " + common.compare(f"interlayer spacing d = {label}", r["d"], EXPERIMENT[name]["d"], "Å", "exp."))
         print("  " + common.compare("in-plane a", r["a"], EXPERIMENT[name]["a"], "Å", "exp."))
     print(common.compare("expansion graphite -> LiC6", res["expansion"], EXPERIMENT_EXPANSION, "%", "exp.", 1))
+    if res.get("dft_check"):
+        print("comparison with the training reference (minimum of the interlayer scan at the experimental a):")
+        for name, (model, dft, n) in res["dft_check"].items():
+            source = f"PBE-D3(BJ), {n} points of data/lic_dft.extxyz"
+            print("  " + common.compare(f"{name} d", model, dft, "Å", source))
 
 
 def plot(res: dict, path) -> None:

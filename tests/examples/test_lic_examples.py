@@ -21,6 +21,17 @@ import interlayer  # noqa: E402
 import neb  # noqa: E402
 import voltage  # noqa: E402
 
+
+def _lic_module(name):
+    """Import ``examples/lic/<name>.py`` under a unique name (other example folders reuse names)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"lic_example_{name}", LIC / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 SCRIPTS = {"voltage": voltage, "interlayer": interlayer, "neb": neb, "diffusion": diffusion}
 
 
@@ -198,8 +209,8 @@ def test_cli_missing_model_is_not_a_traceback(tmp_path):
 # ------------------------------------------------------------------------------------ data split
 def test_prepare_split_is_stable_and_keeps_reference_cells_in_training(tmp_path):
     import ase.io
-    import prepare
 
+    prepare = _lic_module("prepare")  # examples/gap20 has a prepare.py too
     frames = []
     for family in ("lic6", "graphite_ab", "li_bcc"):
         for k in range(60):
@@ -220,3 +231,72 @@ def test_prepare_split_is_stable_and_keeps_reference_cells_in_training(tmp_path)
     prepare.main(["--data", str(data), "--output", str(tmp_path / "out")])
     written = {name: ase.io.read(tmp_path / "out" / f"{name}.extxyz", ":") for name in parts}
     assert {name: len(f) for name, f in written.items()} == {name: len(p) for name, p in parts.items()}
+
+
+def test_scan_minimum_is_the_parabola_vertex():
+    d = np.array([3.0, 3.2, 3.35, 3.5, 3.9])
+    e = 0.7 * (d - 3.31) ** 2 - 1.0
+    assert interlayer.scan_minimum(d[::-1], e[::-1]) == pytest.approx(3.31)
+    assert interlayer.scan_minimum(d, -d) == 3.9  # no interior minimum: the lowest end
+
+
+def test_dft_checks_compare_model_and_reference_on_the_same_cells(calc):
+    voltage_check = voltage.dft_check(calc)
+    assert set(voltage_check) == {"LiC12", "LiC6"}
+    # the reference side is the data's: E_f(LiC6) from the four labelled reference cells
+    assert voltage_check["LiC6"][1] == pytest.approx(0.0306, abs=2e-3)
+    spacing = interlayer.dft_check(calc)
+    assert set(spacing) == {"graphite", "LiC6"}
+    assert 3.2 < spacing["graphite"][1] < 3.4 and 3.5 < spacing["LiC6"][1] < 3.8
+
+
+def test_card_reads_every_number_from_the_run_files(tmp_path):
+    import json
+
+    card = _lic_module("card")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.csv").write_text(
+        "epoch,lr,valid_loss,seconds\n1,0.005,2.0,1800\n2,0.005,0.5,1800\n3,0.004,0.7,1800\n"
+    )
+    block = {"n_frames": 2, "n_atoms": 9, "energy_rmse_meV_per_atom": 5.123, "forces_rmse_meV_per_A": 99.0}
+    evaluation = {"overall": block, "per_config_type": {"LiC6": block}}
+    for name in ("test", "valid"):
+        (tmp_path / f"{name}.json").write_text(json.dumps(evaluation))
+    (tmp_path / "split.json").write_text(json.dumps({"train": ["a", "b", "c"], "valid": ["d"], "test": ["e", "f"]}))
+    out = tmp_path / "card.json"
+    card.main(
+        ["--run", str(run), "--test", str(tmp_path / "test.json"), "--valid", str(tmp_path / "valid.json")]
+        + ["--split", str(tmp_path / "split.json"), "--output", str(out)]
+    )
+    written = json.loads(out.read_text())
+    assert (written["training"]["epochs"], written["training"]["best_epoch"]) == (3, 2)
+    assert written["training"]["wall_time_h"] == 1.5
+    assert written["data"]["frames"] == {"train": 3, "valid": 1, "test": 2}
+    assert written["metrics"]["test"]["energy_rmse_meV_per_atom"] == 5.12
+    assert written["metrics"]["test"]["per_config_type"]["LiC6"]["frames"] == 2
+
+
+def test_diffusion_reports_a_collapsed_trajectory_and_fits_the_others(calc, monkeypatch, capsys):
+    real = diffusion.run_md
+
+    def run_md(atoms, temperature, *args, **kwargs):
+        if temperature == 900.0:
+            raise ValueError("atoms 7 and 24 are 0.0894 Å apart (less than 0.1 Å): overlapping atoms")
+        return real(atoms, temperature, *args, **kwargs)
+
+    monkeypatch.setattr(diffusion, "run_md", run_md)
+    res = diffusion.run(calc, temperatures=(900.0, 1000.0, 1400.0), steps=20, equilibration=0, interval=5)
+    assert [("failed" in r) for r in res["runs"]] == [True, False, False]
+    diffusion.report(res)
+    out = capsys.readouterr().out
+    assert "T =    900 K: MD stopped" in out and "overlapping atoms" in out
+
+
+@pytest.mark.skipif(not Path("/usr/share/cp2k/BASIS_MOLOPT_UZH").is_file(), reason="needs the cp2k-data package")
+def test_uzh_basis_file_renames_the_li_and_c_entries(tmp_path):
+    check_formation = _lic_module("check_formation")
+    text = Path(check_formation.uzh_basis_file("TZV2P-MOLOPT-PBE-GTH", str(tmp_path))).read_text()
+    headers = [line for line in text.splitlines() if line[:1].isalpha()]
+    assert headers == ["Li TZV2P-MOLOPT-PBE-GTH", "C TZV2P-MOLOPT-PBE-GTH"]
+    assert check_formation.formation_energy(-10.0, -3.0, -1.0) == pytest.approx(-1.0)
