@@ -30,7 +30,11 @@ def _metrics(path: Path) -> dict:
     return out
 
 
-def build_card(run: Path, test: Path, valid: Path, split: Path) -> dict:
+#: Where the shipped release was trained (``--hardware`` for another run).
+HARDWARE = "1 CPU core (2-core VM shared with the DFT labelling), float32"
+
+
+def build_card(run: Path, test: Path, valid: Path, split: Path, hardware: str = HARDWARE) -> dict:
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     best = min(rows, key=lambda r: float(r["valid_loss"]))
     parts = json.loads(split.read_text())
@@ -50,7 +54,7 @@ def build_card(run: Path, test: Path, valid: Path, split: Path) -> dict:
             "epochs": len(rows),
             "best_epoch": int(best["epoch"]),
             "wall_time_h": round(sum(float(r["seconds"]) for r in rows) / 3600, 2),
-            "hardware": "1 CPU core (2-core VM shared with the DFT labelling), float32",
+            "hardware": hardware,
         },
         "metrics": {"test": _metrics(test), "valid": _metrics(valid)},
         "units": {"energy": "eV", "forces": "eV/Å", "stress": "eV/Å^3 (ASE sign)"},
@@ -73,8 +77,9 @@ def main(argv=None) -> None:
     parser.add_argument("--valid", type=Path, default=Path("runs/lic/eval_valid.json"))
     parser.add_argument("--split", type=Path, default=Path("runs/lic/data/split.json"))
     parser.add_argument("--output", type=Path, default=Path("runs/lic/card.json"))
+    parser.add_argument("--hardware", default=HARDWARE, help="what the model was trained on")
     args = parser.parse_args(argv)
-    card = build_card(args.run, args.test, args.valid, args.split)
+    card = build_card(args.run, args.test, args.valid, args.split, args.hardware)
     args.output.write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n")
     print(json.dumps({k: card[k] for k in ("data", "training", "metrics")}, indent=1, ensure_ascii=False)[:3000])
 

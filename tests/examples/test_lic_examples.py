@@ -292,6 +292,13 @@ def test_diffusion_reports_a_collapsed_trajectory_and_fits_the_others(calc, monk
     out = capsys.readouterr().out
     assert "T =    900 K: MD stopped" in out and "overlapping atoms" in out
 
+    def broken(*args, **kwargs):
+        raise ValueError("something else")
+
+    monkeypatch.setattr(diffusion, "run_md", broken)
+    with pytest.raises(ValueError, match="something else"):  # only collapses are reported and skipped
+        diffusion.run(calc, temperatures=(900.0,), steps=2, equilibration=0)
+
 
 @pytest.mark.skipif(not Path("/usr/share/cp2k/BASIS_MOLOPT_UZH").is_file(), reason="needs the cp2k-data package")
 def test_uzh_basis_file_renames_the_li_and_c_entries(tmp_path):
