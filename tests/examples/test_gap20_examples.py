@@ -4,9 +4,11 @@ import json
 import sys
 from pathlib import Path
 
+import ase.io
 import numpy as np
 import pytest
 from ase import Atoms
+from ase.build import bulk
 from helpers import tiny_model
 
 from attnmace import AttnMACECalculator
@@ -15,6 +17,8 @@ GAP20 = Path(__file__).parents[2] / "examples" / "gap20"
 sys.path.insert(0, str(GAP20))  # the scripts import each other from their folder
 
 import attention_pattern  # noqa: E402
+import check_energies  # noqa: E402
+import check_kpoints  # noqa: E402
 import check_virial  # noqa: E402
 import compare  # noqa: E402
 import diamond_graphite  # noqa: E402
@@ -40,10 +44,87 @@ def test_split_drops_faulty_frames_and_is_stratified():
     assert prepare.split(frames, fraction=0.1, seed=0) == parts  # fixed seed: the same split
 
 
+def test_split_drops_cells_too_narrow_for_converged_kpoints():
+    wide = _frame(-9.0, "A")
+    narrow = bulk("C", "diamond", a=3.57, cubic=True)  # 3.57 A wide
+    narrow.info.update(REF_energy=-8.0 * len(narrow), config_type="Diamond")
+    slanted = wide.copy()
+    slanted.cell = [[10, 0, 0], [9.9, 1.0, 0], [0, 0, 10]]  # long vectors, but only 1 A wide
+    slab = wide.copy()
+    slab.pbc = [True, True, False]
+    slab.cell = [[8, 0, 0], [0, 8, 0], [0, 0, 2]]  # narrow only along the non-periodic axis
+    assert prepare.cell_width(narrow) == pytest.approx(3.57)
+    assert prepare.cell_width(slanted) == pytest.approx(1.0)
+    assert prepare.cell_width(slab) == pytest.approx(8.0)
+    frames = [wide.copy() for _ in range(10)] + [narrow, slanted, slab]
+    parts = prepare.split(frames, fraction=0.1, seed=0)
+    assert sorted(parts["dropped"]) == ["10", "11"]
+    assert all("k-point" in why for why in parts["dropped"].values())
+
+
+def test_dimer_frames_are_down_weighted_in_the_written_files(tmp_path):
+    frames = [_frame(-9.0, "A") for _ in range(20)] + [_frame(-1.0, "Dimer") for _ in range(20)]
+    (tmp_path / "in").mkdir()
+    ase.io.write(tmp_path / "in" / "gap20_subset_train.extxyz", frames)
+    prepare.main([str(tmp_path / "in"), "--output", str(tmp_path / "out")])
+    written = ase.io.read(tmp_path / "out" / "train.extxyz", ":") + ase.io.read(tmp_path / "out" / "valid.extxyz", ":")
+    weights = {a.info["config_type"]: set() for a in written}
+    for a in written:
+        weights[a.info["config_type"]].add(a.info["config_weight"])
+    assert weights == {"A": {1.0}, "Dimer": {0.1}}
+    assert "config_weight" not in frames[0].info  # the input frames are not modified
+
+
 def test_shipped_split_file_matches_the_recipe_settings():
     parts = json.loads((GAP20 / "split.json").read_text())
     assert parts["seed"] == prepare.SEED and parts["valid_fraction"] == prepare.VALID_FRACTION
-    assert len(parts["dropped"]) == 3 and not set(parts["train"]) & set(parts["valid"])
+    assert not set(parts["train"]) & set(parts["valid"]) and not set(parts["dropped"]) & set(parts["train"])
+    reasons = [why.split(": ")[-1] for why in parts["dropped"].values()]
+    assert reasons.count("faulty label") == 3
+    assert reasons.count("k-point sampling not converged") == len(reasons) - 3
+
+
+def _diamond_frames(rng, repeat, n, energy_per_feature, offset=0.0):
+    frames = []
+    for _ in range(n):
+        atoms = bulk("C", "diamond", a=3.57 * rng.uniform(0.97, 1.03), cubic=True).repeat(repeat)
+        atoms.rattle(0.05, seed=int(rng.integers(1 << 30)))
+        energy = check_energies.radial_features(atoms) @ energy_per_feature + offset * len(atoms)
+        atoms.info.update(REF_energy=energy, config_type="Diamond")
+        frames.append(atoms)
+    return frames
+
+
+def test_energy_consistency_check_finds_an_offset_in_small_cells():
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=len(check_energies.CENTRES) * 2 + 1) * 0.01
+    wide = _diamond_frames(rng, 2, 30, w)  # 7.1 A wide
+    small_ok = _diamond_frames(rng, 1, 5, w)
+    small_bad = _diamond_frames(rng, 1, 5, w, offset=2.0)  # the Gamma-point error of such cells
+    residual, widths, reference, _, (again,) = check_energies.consistency(
+        wide + small_ok + small_bad, reference_width=6.5, others=[small_bad]
+    )
+    np.testing.assert_allclose(again, residual[35:])
+    assert reference[:30].all() and not reference[30:].any()
+    np.testing.assert_allclose(residual[:30], 0.0, atol=1e-6)  # the reference is fitted exactly
+    np.testing.assert_allclose(residual[30:35], 0.0, atol=0.15)  # small cells: a short extrapolation
+    np.testing.assert_allclose(residual[35:], 2.0, atol=0.15)
+    rows = check_energies.table(residual, widths)
+    assert sum(r["frames"] for r in rows) == 40
+    narrow = [r for r in rows if r["width_max"] <= 4.0]
+    assert len(narrow) == 1 and narrow[0]["frames"] == 10 and narrow[0]["p90"] > 1.8
+    assert all(abs(r["p50"]) < 0.05 for r in rows if r["width_min"] >= 6.0)
+
+
+def test_kpoint_check_picks_a_relaxed_frame_and_the_wide_cell_reference():
+    frames = []
+    for e, fmax, n, width in [(-7.3, 0.1, 4, 2.5), (-7.4, 2.0, 4, 2.5), (-7.2, 0.2, 4, 2.5), (-10.5, 0.1, 8, 9.0)]:
+        atoms = Atoms(f"C{n}", positions=np.zeros((n, 3)), cell=np.eye(3) * width, pbc=True)
+        atoms.info.update(REF_energy=e * n, config_type="Graphite")
+        atoms.arrays["REF_forces"] = np.full((n, 3), fmax)
+        frames.append(atoms)
+    assert check_kpoints.pick(frames, "Graphite", 4) == 0  # frame 1 is lower but has large forces
+    assert check_kpoints.large_cell_energy(frames, "Graphite") == pytest.approx(-10.5)
 
 
 def test_virial_check_recovers_pressure_of_consistent_data():
