@@ -21,9 +21,13 @@ Dropped frames:
   (about -10.7 eV/atom), the most stable carbon allotrope: not physical, most likely faulty DFT
   (the data README flags them; they are narrow cells too).
 
-Down-weighted frames (``config_weight`` in the written files, read by the trainer's
-``weight_key``): the ``Dimer`` frames, isolated pairs whose energies do not approach the isolated
-atom's as the pair separates (-0.5 eV/atom at the largest separation), get weight 0.1.
+* the 23 ``Dimer`` frames: their binding curve levels off at -0.51 eV/atom at 5 Å (forces
+  vanish there), not at the isolated atom's 0.0004 eV (the ``Single_Atom`` frame, which sets E0).
+  A model whose interactions end at the cutoff has to give twice E0 for a pair beyond it, so it
+  cannot fit both; the isolated atom is kept.
+
+``CONFIG_WEIGHTS`` can down-weight config types instead (``config_weight`` in the written files,
+read by the trainer's ``weight_key``); the recipe leaves every kept frame at weight 1.
 
 The GAP-20 virials are not used for training: ``check_virial.py`` shows they do not match the
 slope of the energy-volume curve of the same data (see ``README.md``).
@@ -41,7 +45,8 @@ from attnmace.train.data import split_by_config_type
 
 FAULTY_BELOW_EV_PER_ATOM = -12.5  # graphite is about -10.7 eV/atom in this data
 MIN_CELL_WIDTH = 6.0  # Å; narrower periodic cells have unconverged k-point sampling
-CONFIG_WEIGHTS = {"Dimer": 0.1}
+DROPPED_TYPES = {"Dimer": "binding curve levels off at -0.51 eV/atom instead of twice E0"}
+CONFIG_WEIGHTS: dict = {}
 VALID_FRACTION = 0.05
 SEED = 0
 
@@ -58,6 +63,9 @@ def cell_width(atoms) -> float:
 
 def faulty(atoms) -> str:
     """Why a frame is dropped, or an empty string to keep it."""
+    config_type = atoms.info.get("config_type")
+    if config_type in DROPPED_TYPES:
+        return f"{config_type}: {DROPPED_TYPES[config_type]}"
     e = atoms.info["REF_energy"] / len(atoms)
     if e < FAULTY_BELOW_EV_PER_ATOM:
         return f"{e:.3f} eV/atom is below graphite (about -10.7 eV/atom): faulty label"

@@ -62,16 +62,20 @@ def test_split_drops_cells_too_narrow_for_converged_kpoints():
     assert all("k-point" in why for why in parts["dropped"].values())
 
 
-def test_dimer_frames_are_down_weighted_in_the_written_files(tmp_path):
-    frames = [_frame(-9.0, "A") for _ in range(20)] + [_frame(-1.0, "Dimer") for _ in range(20)]
+def test_dimer_frames_are_dropped_and_config_weights_are_written(tmp_path, monkeypatch):
+    frames = [_frame(-9.0, "A") for _ in range(20)] + [_frame(-8.0, "B") for _ in range(20)]
+    frames += [_frame(-1.0, "Dimer") for _ in range(3)]
     (tmp_path / "in").mkdir()
     ase.io.write(tmp_path / "in" / "gap20_subset_train.extxyz", frames)
+    monkeypatch.setattr(prepare, "CONFIG_WEIGHTS", {"B": 0.1})
     prepare.main([str(tmp_path / "in"), "--output", str(tmp_path / "out")])
     written = ase.io.read(tmp_path / "out" / "train.extxyz", ":") + ase.io.read(tmp_path / "out" / "valid.extxyz", ":")
     weights = {a.info["config_type"]: set() for a in written}
     for a in written:
         weights[a.info["config_type"]].add(a.info["config_weight"])
-    assert weights == {"A": {1.0}, "Dimer": {0.1}}
+    assert weights == {"A": {1.0}, "B": {0.1}}  # no Dimer left
+    dropped = json.loads((tmp_path / "out" / "split.json").read_text())["dropped"]
+    assert sorted(dropped) == ["40", "41", "42"] and all("twice E0" in why for why in dropped.values())
     assert "config_weight" not in frames[0].info  # the input frames are not modified
 
 
@@ -81,7 +85,8 @@ def test_shipped_split_file_matches_the_recipe_settings():
     assert not set(parts["train"]) & set(parts["valid"]) and not set(parts["dropped"]) & set(parts["train"])
     reasons = [why.split(": ")[-1] for why in parts["dropped"].values()]
     assert reasons.count("faulty label") == 3
-    assert reasons.count("k-point sampling not converged") == len(reasons) - 3
+    assert reasons.count(prepare.DROPPED_TYPES["Dimer"]) == 23
+    assert reasons.count("k-point sampling not converged") == len(reasons) - 26
 
 
 def _diamond_frames(rng, repeat, n, energy_per_feature, offset=0.0):
