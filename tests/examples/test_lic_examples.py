@@ -307,3 +307,19 @@ def test_uzh_basis_file_renames_the_li_and_c_entries(tmp_path):
     headers = [line for line in text.splitlines() if line[:1].isalpha()]
     assert headers == ["Li TZV2P-MOLOPT-PBE-GTH", "C TZV2P-MOLOPT-PBE-GTH"]
     assert check_formation.formation_energy(-10.0, -3.0, -1.0) == pytest.approx(-1.0)
+
+
+def test_attention_map_of_a_li_site(tmp_path):
+    attention_map = _lic_module("attention_map")
+    cutoffs = (3.0, 4.5)  # reach the Li site's first shell (2.34 Å) and its Li neighbours (4.3 Å)
+    calc = AttnMACECalculator(tiny_model(2, species=("Li", "C"), cutoffs=cutoffs), device="cpu")
+    res = attention_map.main(["--plot", str(tmp_path / "map.png")], calc=calc)
+    assert (tmp_path / "map.png").exists() and res["formula"] == "C12Li"
+    assert [(layer["symbol"] == "Li").sum() for layer in res["layers"]] == [0, 6]
+    for layer, cutoff in zip(res["layers"], cutoffs):
+        assert np.all(np.diff(layer["distance"]) >= 0) and layer["distance"].max() < cutoff
+        np.testing.assert_allclose(layer["weights"].sum(axis=0), 1.0, rtol=1e-6)  # softmax per head
+        share = attention_map.shares(layer)
+        total = share["first_shell"] + share["other_carbon"] + share["lithium"]
+        np.testing.assert_allclose(total, 1.0, rtol=1e-6)
+        assert share["uniform_first_shell"] == pytest.approx(min(12, len(layer["distance"])) / len(layer["distance"]))
