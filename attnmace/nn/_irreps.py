@@ -40,6 +40,12 @@ def _concat_eager(tensors: List[torch.Tensor], dim: int) -> torch.Tensor:
     return _Concat.apply(dim, [t.shape[dim] for t in tensors], *tensors)
 
 
+@torch.jit.unused
+def compiling() -> bool:
+    """True while ``torch.compile`` traces the code (eager-only paths then step aside)."""
+    return torch.compiler.is_compiling()
+
+
 def concat(tensors: List[torch.Tensor], dim: int) -> torch.Tensor:
     """``torch.cat(tensors, dim)`` with a cheaper double backward in eager mode (see ``_Concat``)."""
     if torch.jit.is_scripting() or len(tensors) == 1:

@@ -29,7 +29,7 @@ from typing import List, Optional, Tuple
 import torch
 from e3nn import o3
 
-from ._irreps import DerivedBuffers, concat, natural_irreps
+from ._irreps import DerivedBuffers, compiling, concat, natural_irreps
 
 
 def smooth_attention(
@@ -127,11 +127,6 @@ def neighbour_sum(weights: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     if torch.jit.is_scripting():
         return torch.bmm(weights.transpose(1, 2), table)
     return _eager_sum(weights, table)
-
-
-@torch.jit.unused
-def _compiling() -> bool:
-    return torch.compiler.is_compiling()
 
 
 def max_neighbours(receivers: torch.Tensor, num_nodes: int) -> int:
@@ -261,7 +256,7 @@ class AttentionAggregation(DerivedBuffers):
         """
         g = self.key_t(self.query(h)).view(num_nodes, self.heads, self.dim)  # W_K^T q_i (e3nn layout)
         g = g.index_select(2, self.from_e3nn)  # in φ's layout
-        if not torch.jit.is_scripting() and self.buckets > 1 and num_nodes > 0 and not _compiling():
+        if not torch.jit.is_scripting() and self.buckets > 1 and num_nodes > 0 and not compiling():
             out, alpha = self._bucketed(phi, g, receivers, envelope, num_nodes)
         else:
             flat, width = neighbourhood_slots(receivers, num_nodes, width)

@@ -12,6 +12,12 @@ that suits many small edges:
   and the radial weights ``(n_edges, k, paths, 1)`` broadcast over ``m3``, so the backward keeps
   one edge-sized tensor per chunk instead of two.
 
+In eager inference (``eval()`` mode) neither ``M_e`` nor ``h_j @ M_e`` is kept for the backward:
+both are recomputed there from the small inputs ``h_j``, ``Y`` and the weights
+(``_WeightedProduct``). They were the largest tensors kept for the force backward. Training
+(``train()`` mode), TorchScript and ``torch.compile`` keep them, so force training does not pay
+for the recomputation.
+
 No slice is taken per path, so the backward (and the double backward of force training) does
 not build one zero-filled gradient per path, which dominated e3nn's cost here; the chunks are
 joined with :func:`~attnmace.nn._irreps.concat`, whose double backward does not either.
@@ -25,7 +31,54 @@ from typing import List, Tuple
 import torch
 from e3nn import o3
 
-from ._irreps import DerivedBuffers, concat
+from ._irreps import DerivedBuffers, compiling, concat
+
+
+def _product(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """``x @ m`` for ``(n, k, d1)`` and ``(n, d1, cols)``; a broadcast product when ``d1 == 1``."""
+    return x * m if x.shape[2] == 1 else torch.bmm(x, m)
+
+
+class _WeightedProduct(torch.autograd.Function):
+    """``(x @ (sh @ coupling)) * w`` for one chunk, recomputing the products in the backward.
+
+    ``x``: ``(n, k, d1)``, ``sh``: ``(n, sh_dim)``, ``coupling``: ``(sh_dim, d1 * paths * d3)`` (a
+    constant), ``w``: ``(n, k, paths, 1)``. Only these inputs are saved, not the edge-sized
+    ``M = sh @ coupling`` and ``x @ M``; the backward is written with differentiable operations,
+    so the double backward works too.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, sh: torch.Tensor, coupling: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, sh, coupling, w)
+        n, k, paths = w.shape[0], w.shape[1], w.shape[2]
+        t = _product(x, torch.mm(sh, coupling).view(n, x.shape[2], -1))
+        return (t.view(n, k, paths, -1) * w).view(n, k, -1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, sh, coupling, w = ctx.saved_tensors
+        n, k, paths = w.shape[0], w.shape[1], w.shape[2]
+        m = torch.mm(sh, coupling).view(n, x.shape[2], -1)
+        g = grad.view(n, k, paths, -1)
+        grad_x = grad_sh = grad_w = None
+        if ctx.needs_input_grad[3]:
+            grad_w = (g * _product(x, m).view(n, k, paths, -1)).sum(-1, keepdim=True)
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            grad_t = (g * w).view(n, k, -1)
+            if ctx.needs_input_grad[0]:
+                grad_x = (grad_t * m).sum(-1, keepdim=True) if x.shape[2] == 1 else torch.bmm(grad_t, m.transpose(1, 2))
+            if ctx.needs_input_grad[1]:
+                grad_m = (x * grad_t).sum(1, keepdim=True) if x.shape[2] == 1 else torch.bmm(x.transpose(1, 2), grad_t)
+                grad_sh = torch.mm(grad_m.reshape(n, -1), coupling.t())
+        return grad_x, grad_sh, None, grad_w
+
+
+@torch.jit.unused
+def _weighted_product_recomputed(
+    x: torch.Tensor, sh: torch.Tensor, coupling: torch.Tensor, w: torch.Tensor
+) -> torch.Tensor:
+    return _WeightedProduct.apply(x, sh, coupling, w)
 
 
 def edge_irreps(irreps_node: o3.Irreps, irreps_sh: o3.Irreps, irreps_target: o3.Irreps):
@@ -147,6 +200,9 @@ class ChannelwiseTensorProduct(DerivedBuffers):
         """
         n = h.shape[0]
         k = self.channels
+        recompute = False
+        if not torch.jit.is_scripting():  # TorchScript drops this block when compiling
+            recompute = not self.training and not compiling()
         blocks = torch.split(h, self.block_sizes, dim=1)
         chunks: List[torch.Tensor] = []
         for c in range(len(self.chunk_blocks)):
@@ -154,10 +210,13 @@ class ChannelwiseTensorProduct(DerivedBuffers):
             x = blocks[self.chunk_blocks[c]].reshape(n, k, d1)
             start, stop = self.coupling_offsets[c], self.coupling_offsets[c + 1]
             coupling = self.coupling.narrow(0, start, stop - start).view(self.sh_dim, d1 * paths * d3)
-            m = torch.mm(sh, coupling).view(n, d1, paths * d3)  # Y contracted with the CG blocks
-            t = x * m if d1 == 1 else torch.bmm(x, m)  # (n, k, paths * d3)
             start, stop = self.weight_offsets[c], self.weight_offsets[c + 1]
             w = weights.index_select(1, self.weight_index.narrow(0, start, stop - start)).view(n, k, paths, 1)
-            # the weights broadcast over m3: only t and the small w are kept for the backward
-            chunks.append((t.view(n, k, paths, d3) * w).view(n, k, paths * d3))
+            if recompute:  # keeps x, sh and w, not the edge-sized products
+                chunks.append(_weighted_product_recomputed(x, sh, coupling, w))
+            else:
+                m = torch.mm(sh, coupling).view(n, d1, paths * d3)  # Y contracted with the CG blocks
+                t = _product(x, m)  # (n, k, paths * d3)
+                # the weights broadcast over m3: only t and the small w are kept for the backward
+                chunks.append((t.view(n, k, paths, d3) * w).view(n, k, paths * d3))
         return concat(chunks, 2).view(n, k * self.width)

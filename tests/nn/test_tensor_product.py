@@ -42,6 +42,41 @@ def test_equivariant_in_channel_major_layout():
     torch.testing.assert_close(rotated, run(x, vec) @ tp.irreps_out.D_from_matrix(rot).T, rtol=1e-10, atol=1e-10)
 
 
+def _saved_numels(fn):
+    sizes = []
+
+    def pack(t):
+        sizes.append(t.numel())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, sizes
+
+
+def test_eval_mode_recomputes_products_with_the_same_derivatives():
+    """In eval() mode the backward recomputes the per-edge products instead of keeping them;
+    values, first and second derivatives are those of train() mode."""
+    torch.manual_seed(2)
+    node, sh = natural_irreps(3, 4), natural_irreps(3)
+    tp = ChannelwiseTensorProduct(node, sh, natural_irreps(3)).double()
+    x = torch.randn(30, node.dim, dtype=torch.float64, requires_grad=True)
+    y = o3.spherical_harmonics(sh, torch.randn(30, 3, dtype=torch.float64), True, normalization="component")
+    y.requires_grad_(True)
+    w = torch.randn(30, tp.weight_numel, dtype=torch.float64, requires_grad=True)
+    results = {}
+    for mode in ("train", "eval"):
+        getattr(tp, mode)()
+        out, saved = _saved_numels(lambda: tp(x, y, w))
+        grads = torch.autograd.grad((out**2).sum(), (x, y, w), create_graph=True)
+        second = torch.autograd.grad(sum((g**2).sum() for g in grads), (x, y, w))
+        results[mode] = (out, grads, second, max(saved))
+    for a, b in zip(results["train"][:3], results["eval"][:3]):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    # eval keeps only inputs-sized tensors, train also the products (n_edges x channels x columns)
+    assert results["eval"][3] <= max(x.numel(), w.numel()) < results["train"][3]
+
+
 def test_rejects_mixed_multiplicities():
     with pytest.raises(ValueError, match="multiplicity"):
         ChannelwiseTensorProduct(o3.Irreps("4x0e+2x1o"), natural_irreps(2), natural_irreps(2))
