@@ -51,26 +51,28 @@ class _WeightedProduct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, sh: torch.Tensor, coupling: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x, sh, coupling, w)
-        n, k, paths = w.shape[0], w.shape[1], w.shape[2]
-        t = _product(x, torch.mm(sh, coupling).view(n, x.shape[2], -1))
-        return (t.view(n, k, paths, -1) * w).view(n, k, -1)
+        n, k, paths, d1 = w.shape[0], w.shape[1], w.shape[2], x.shape[2]
+        cols = coupling.shape[1] // d1  # explicit sizes: views of 0 edges cannot infer -1
+        t = _product(x, torch.mm(sh, coupling).view(n, d1, cols))
+        return (t.view(n, k, paths, cols // paths) * w).view(n, k, cols)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x, sh, coupling, w = ctx.saved_tensors
-        n, k, paths = w.shape[0], w.shape[1], w.shape[2]
-        m = torch.mm(sh, coupling).view(n, x.shape[2], -1)
-        g = grad.view(n, k, paths, -1)
+        n, k, paths, d1 = w.shape[0], w.shape[1], w.shape[2], x.shape[2]
+        cols = coupling.shape[1] // d1
+        m = torch.mm(sh, coupling).view(n, d1, cols)
+        g = grad.view(n, k, paths, cols // paths)
         grad_x = grad_sh = grad_w = None
         if ctx.needs_input_grad[3]:
-            grad_w = (g * _product(x, m).view(n, k, paths, -1)).sum(-1, keepdim=True)
+            grad_w = (g * _product(x, m).view(n, k, paths, cols // paths)).sum(-1, keepdim=True)
         if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
-            grad_t = (g * w).view(n, k, -1)
+            grad_t = (g * w).view(n, k, cols)
             if ctx.needs_input_grad[0]:
                 grad_x = (grad_t * m).sum(-1, keepdim=True) if x.shape[2] == 1 else torch.bmm(grad_t, m.transpose(1, 2))
             if ctx.needs_input_grad[1]:
                 grad_m = (x * grad_t).sum(1, keepdim=True) if x.shape[2] == 1 else torch.bmm(x.transpose(1, 2), grad_t)
-                grad_sh = torch.mm(grad_m.reshape(n, -1), coupling.t())
+                grad_sh = torch.mm(grad_m.reshape(n, coupling.shape[1]), coupling.t())
         return grad_x, grad_sh, None, grad_w
 
 

@@ -98,3 +98,15 @@ def test_derived_buffers_stay_out_of_checkpoints_and_stale_copies_load():
     fresh = build_model(config=model.config)
     fresh.load_state_dict(stale)  # strict
     torch.testing.assert_close(fresh.layers[0].tp.coupling, model.layers[0].tp.coupling)
+
+
+def test_eval_mode_handles_zero_edges():
+    node, sh = natural_irreps(3, 4), natural_irreps(3)
+    tp = ChannelwiseTensorProduct(node, sh, natural_irreps(3)).double().eval()
+    x = torch.zeros(0, node.dim, dtype=torch.float64, requires_grad=True)
+    y = torch.zeros(0, sh.dim, dtype=torch.float64, requires_grad=True)
+    w = torch.zeros(0, tp.weight_numel, dtype=torch.float64, requires_grad=True)
+    out = tp(x, y, w)
+    assert out.shape == (0, tp.dim)
+    grads = torch.autograd.grad(out.sum(), (x, y, w))
+    assert [g.shape for g in grads] == [x.shape, y.shape, w.shape]
