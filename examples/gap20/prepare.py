@@ -11,7 +11,7 @@ Dropped frames:
 
 * every frame whose cell is narrower than ``MIN_CELL_WIDTH`` (6 Å) along a periodic direction.
   The energies of these small cells do not match those of large cells of the same material:
-  the 4-atom graphite cells lie 3.2 eV/atom above the 72-atom ones at the same geometry. The
+  the 4-atom graphite cells lie 3.4 eV/atom above the lowest graphite cell at least 8 Å wide. The
   offsets are what Gamma-point-only sampling of the Brillouin zone gives (``check_kpoints.py``
   reproduces 3.4 eV/atom for graphite and 1.9 eV/atom for 8-atom diamond with CP2K), and they
   fade with cell width (``check_energies.py``). Their forces carry the same sampling error, so
@@ -19,8 +19,7 @@ Dropped frames:
   15 % of the atoms;
 * three compressed ``Nanotubes`` frames at about -13.03 eV/atom, 2.3 eV/atom below graphite
   (about -10.7 eV/atom), the most stable carbon allotrope: not physical, most likely faulty DFT
-  (the data README flags them; they are narrow cells too).
-
+  (the data README flags them; they are narrow cells too);
 * the 23 ``Dimer`` frames: their binding curve levels off at -0.51 eV/atom at 5 Å (forces
   vanish there), not at the isolated atom's 0.0004 eV (the ``Single_Atom`` frame, which sets E0).
   A model whose interactions end at the cutoff has to give twice E0 for a pair beyond it, so it
