@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
+import torch.utils.checkpoint
 from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
@@ -59,6 +60,35 @@ def compile_layers(model: AttnMACE, backend: str = "inductor") -> AttnMACE:
     return model
 
 
+class _CheckpointedLayer(torch.nn.Module):
+    """An interaction layer whose intermediates are recomputed in the backward instead of kept."""
+
+    def __init__(self, layer: torch.nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, *args: Any) -> Any:
+        if not torch.is_grad_enabled():  # nothing would be kept anyway
+            return self.layer(*args)
+        return torch.utils.checkpoint.checkpoint(self.layer, *args, use_reentrant=False)
+
+
+def checkpoint_layers(model: AttnMACE) -> AttnMACE:
+    """Recompute each interaction layer's intermediates in the backward (inference only).
+
+    During the forward a layer then keeps only its inputs; the backward runs each layer's forward
+    again, one layer at a time, before differentiating it. The tensors held at the start of the
+    backward (the peak of a force call) shrink to about one layer's worth, for one more forward
+    pass of the layers (``benchmarks/README.md`` has the measured cost). Results are identical.
+    """
+    if not isinstance(model, AttnMACE):
+        raise TypeError(f"checkpoint_layers needs an eager AttnMACE model, got {type(model).__name__}")
+    for i, layer in enumerate(model.layers):
+        if not isinstance(layer, _CheckpointedLayer):
+            model.layers[i] = _CheckpointedLayer(layer)
+    return model
+
+
 def _eager_or_scripted(scripted: torch.nn.Module, metadata: Dict[str, Any], path) -> torch.nn.Module:
     """The eager model with the weights of ``scripted``, or ``scripted`` itself if it cannot be rebuilt."""
     try:
@@ -94,6 +124,10 @@ class AttnMACECalculator(Calculator):
             on CPU (``benchmarks/README.md``) and computes the same numbers; if this version of
             attnmace cannot rebuild it (a file from another version), it warns and runs the
             TorchScript module.
+        low_memory: recompute each layer's intermediates during the backward instead of keeping
+            them (:func:`checkpoint_layers`): a force call then holds about one layer's tensors
+            instead of all layers', for one more forward pass; for systems that would not fit in
+            memory otherwise. Needs the eager model (not with ``torchscript`` or ``compile``).
 
     Properties: ``energy``, ``free_energy`` (equal to ``energy``), per-atom ``energies``,
     ``forces``, and ``stress`` (3-D periodic cells only). ``results["layer_energies"]`` holds the
@@ -112,6 +146,7 @@ class AttnMACECalculator(Calculator):
         skin: float = 0.5,
         compile: Union[bool, str] = False,
         torchscript: bool = False,
+        low_memory: bool = False,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -122,18 +157,20 @@ class AttnMACECalculator(Calculator):
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         self.dtype = _DTYPES[dtype]
+        if compile and torchscript:
+            raise ValueError("compile needs the eager model: use either compile or torchscript=True")
+        if low_memory and (compile or torchscript):
+            raise ValueError("low_memory needs the eager model: it cannot be combined with compile or torchscript=True")
         if isinstance(model, AttnMACE):
             self.metadata: Dict[str, Any] = metadata_of(model)
             module: torch.nn.Module = build_model(config=model.config)  # a copy: the caller's model is untouched
             module.load_state_dict(model.state_dict())
         elif isinstance(model, torch.nn.Module):
             raise TypeError("pass an AttnMACE model or the path of an exported model file")
-        elif compile and torchscript:
-            raise ValueError("compile needs the eager model: use either compile or torchscript=True")
         else:
             path = resolve_model_path(model)
             module, self.metadata = load_model_with_metadata(path, "cpu")
-            if compile:  # needs the eager model: no fallback
+            if compile or low_memory:  # need the eager model: no fallback
                 module = eager_from_scripted(module, self.metadata)
             elif not torchscript:
                 module = _eager_or_scripted(module, self.metadata, path)
@@ -142,6 +179,8 @@ class AttnMACECalculator(Calculator):
             p.requires_grad_(False)
         if compile:
             compile_layers(self.model, "inductor" if compile is True else str(compile))
+        if low_memory:
+            checkpoint_layers(self.model)
         self.atomic_numbers = [int(z) for z in self.metadata["atomic_numbers"]]
         self.r_max = float(self.metadata["r_max"])
         self.neighbours = NeighbourListCache(self.r_max, skin)

@@ -41,7 +41,7 @@ DTYPES = {"float64": torch.float64, "float32": torch.float32}
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="baseline")
-    parser.add_argument("--variant", default="eager", choices=["eager", "script"])
+    parser.add_argument("--variant", default="eager", choices=["eager", "script", "lowmem"])
     parser.add_argument("--cutoffs", default="5.0,5.0,5.0")
     parser.add_argument("--seed", type=int, default=0)
     timing.common_arguments(parser)
@@ -67,8 +67,8 @@ def main() -> None:
         path = export_model(model, os.path.join(tmpdir.name, "model.pt"))
         export_s = time.perf_counter() - t0
         calc = AttnMACECalculator(str(path), device=args.device, dtype=args.dtype, torchscript=True)
-    else:
-        calc = AttnMACECalculator(model, device=args.device, dtype=args.dtype)
+    else:  # lowmem: the eager model with each layer's intermediates recomputed in the backward
+        calc = AttnMACECalculator(model, device=args.device, dtype=args.dtype, low_memory=args.variant == "lowmem")
     module = calc.model  # eval mode, requested dtype/device, parameters without gradients
     numbers = calc.atomic_numbers
     r_max = calc.r_max

@@ -315,7 +315,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--structures", default=None, help="diamond,amorphous (default both; --quick: diamond)")
     parser.add_argument("--dtypes", default=None, help="float64,float32 (default both; --quick: float64)")
     parser.add_argument("--models", default="baseline,attention,mace")
-    parser.add_argument("--variants", default="eager,script", help="eager,script (TorchScript)")
+    parser.add_argument("--variants", default="eager,script", help="eager,script,lowmem (low_memory=True)")
     parser.add_argument("--mace-variants", default=None, help="eager[,script] (default eager)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--repeats", type=int, default=5)

@@ -244,3 +244,33 @@ def test_a_file_this_version_cannot_rebuild_runs_as_torchscript(model_file, monk
         calc = AttnMACECalculator(model_file, device="cpu")
     assert isinstance(calc.model, torch.jit.ScriptModule)
     assert np.isfinite(calc.get_potential_energy(diamond()))
+
+
+def _saved_bytes(calc, atoms) -> int:
+    """Bytes of the distinct storages that autograd keeps outside checkpointed regions."""
+    storages = {}
+
+    def pack(tensor):
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    atoms.calc = calc
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        calc.calculate(atoms, ["energy", "forces", "stress"])
+    return sum(storages.values())
+
+
+def test_low_memory_gives_the_same_numbers_and_keeps_less(model_file):
+    atoms = diamond()
+    default = AttnMACECalculator(model_file, device="cpu")
+    low = AttnMACECalculator(model_file, device="cpu", low_memory=True)
+    for _ in range(2):
+        _assert_same_efs(atoms, low, default, energy=(1e-12, 1e-10), rest=(1e-10, 1e-12))
+        atoms.positions[0] += 0.3
+    # a layer keeps only its inputs for the backward: well under half of what is kept otherwise
+    assert _saved_bytes(low, atoms.copy()) < 0.5 * _saved_bytes(default, atoms.copy())
+    np.testing.assert_allclose(low.get_attention(atoms)[1]["weights"], default.get_attention(atoms)[1]["weights"])
+    with pytest.raises(ValueError, match="low_memory needs the eager model"):
+        AttnMACECalculator(model_file, low_memory=True, torchscript=True)
+    with pytest.raises(ValueError, match="low_memory needs the eager model"):
+        AttnMACECalculator(model_file, low_memory=True, compile=True)
