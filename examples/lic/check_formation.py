@@ -7,6 +7,10 @@ E_f(LiC6) = E(LiC6) - E(Li, bcc, per atom) - 6 E(C, AB graphite, per atom), in e
 single points at the unrelaxed cells of ``structures.py`` (the experimental lattices), each with the
 k-mesh ``label.py`` uses. With the production settings it reproduces the value from the labelled
 reference cells in ``data/lic_dft.extxyz``. Three CP2K runs of 2-7 atoms: a few minutes on one core.
+
+The D3(BJ) pair potential is added to the PBE energy after the SCF, so the formation energy splits
+exactly into a PBE and a D3 part at fixed geometry; the script reads each cell's D3 energy from
+CP2K's output and prints both parts.
 """
 
 import argparse
@@ -14,6 +18,8 @@ import json
 import os
 import sys
 import tempfile
+
+from ase.units import Hartree
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -47,15 +53,25 @@ def uzh_basis_file(name: str, workdir: str, data_dir: str = "/usr/share/cp2k") -
     return path
 
 
+def dispersion_energy(output: str) -> float:
+    """The last ``Dispersion energy:`` of a CP2K output file, in eV."""
+    values = [line.split()[-1] for line in open(output) if line.strip().startswith("Dispersion energy:")]
+    if not values:
+        raise ValueError(f"{output} has no 'Dispersion energy:' line (is the D3 pair potential on?)")
+    return float(values[-1]) * Hartree
+
+
 def energy(atoms, settings, workdir, tag):
-    """Total (free) energy in eV of ``atoms`` with ``settings`` (one CP2K shell)."""
-    calc = make_calc(atoms, os.path.join(workdir, tag), settings=settings)
+    """Total (free) energy and its D3 part, in eV, of ``atoms`` with ``settings`` (one CP2K shell)."""
+    label = os.path.join(workdir, tag)
+    calc = make_calc(atoms, label, settings=settings)
     atoms = atoms.copy()
     atoms.calc = calc
     try:
-        return float(atoms.get_potential_energy())
+        total = float(atoms.get_potential_energy())
     finally:
         calc.close()
+    return total, dispersion_energy(label + ".out")
 
 
 def formation_energy(e_lic6: float, e_li_per_atom: float, e_c_per_atom: float) -> float:
@@ -78,12 +94,18 @@ def main(argv=None) -> None:
     if args.uzh_basis:
         settings.update(basis_set=args.uzh_basis, basis_set_file=uzh_basis_file(args.uzh_basis, workdir))
     cells = {"LiC6": lic6(), "Li_bcc": li_bcc(), "graphite": graphite("AB")}
-    e = {name: energy(atoms, settings, workdir, name) for name, atoms in cells.items()}
-    e_f = formation_energy(e["LiC6"], e["Li_bcc"] / len(cells["Li_bcc"]), e["graphite"] / len(cells["graphite"]))
+    both = {name: energy(atoms, settings, workdir, name) for name, atoms in cells.items()}
+    e, d3 = ({name: v[i] for name, v in both.items()} for i in (0, 1))
+
+    def e_f_of(x):
+        return formation_energy(x["LiC6"], x["Li_bcc"] / len(cells["Li_bcc"]), x["graphite"] / len(cells["graphite"]))
+
+    e_f, e_f_d3 = e_f_of(e), e_f_of(d3)
     result = {"settings": {k: settings[k] for k in ("basis_set", "basis_set_file", "cutoff_ry", "smear_temperature_k")}}
     if args.uzh_basis:
         result["settings"]["basis_set_file"] = "BASIS_MOLOPT_UZH (-q3 for Li, -q4 for C)"
-    result.update(energies_eV=e, E_f_LiC6_eV_per_Li=round(e_f, 4))
+    result.update(energies_eV=e, d3_energies_eV=d3, E_f_LiC6_eV_per_Li=round(e_f, 4))
+    result.update(E_f_d3_part_eV_per_Li=round(e_f_d3, 4), E_f_pbe_part_eV_per_Li=round(e_f - e_f_d3, 4))
     print(json.dumps(result, indent=1))
     if args.json:
         with open(args.json, "a") as fh:

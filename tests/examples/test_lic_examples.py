@@ -309,6 +309,16 @@ def test_uzh_basis_file_renames_the_li_and_c_entries(tmp_path):
     assert check_formation.formation_energy(-10.0, -3.0, -1.0) == pytest.approx(-1.0)
 
 
+def test_dispersion_energy_is_read_from_the_cp2k_output(tmp_path):
+    check_formation = _lic_module("check_formation")
+    out = tmp_path / "cell.out"
+    out.write_text("  Dispersion energy:      -0.1\n  Total energy:   -15.0\n  Dispersion energy:   -0.0123\n")
+    assert check_formation.dispersion_energy(str(out)) == pytest.approx(-0.0123 * 27.211386, rel=1e-6)
+    out.write_text("  Total energy:   -15.0\n")
+    with pytest.raises(ValueError, match="no 'Dispersion energy:' line"):
+        check_formation.dispersion_energy(str(out))
+
+
 def test_attention_map_of_a_li_site(tmp_path):
     attention_map = _lic_module("attention_map")
     cutoffs = (3.0, 4.5)  # reach the Li site's first shell (2.34 Å) and its Li neighbours (4.3 Å)
