@@ -10,7 +10,6 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
-import torch.utils.checkpoint
 from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
@@ -60,32 +59,26 @@ def compile_layers(model: AttnMACE, backend: str = "inductor") -> AttnMACE:
     return model
 
 
-class _CheckpointedLayer(torch.nn.Module):
-    """An interaction layer whose intermediates are recomputed in the backward instead of kept."""
-
-    def __init__(self, layer: torch.nn.Module):
-        super().__init__()
-        self.layer = layer
-
-    def forward(self, *args: Any) -> Any:
-        if not torch.is_grad_enabled():  # nothing would be kept anyway
-            return self.layer(*args)
-        return torch.utils.checkpoint.checkpoint(self.layer, *args, use_reentrant=False)
+#: Edges per checkpointed chunk of ``low_memory=True``: about 0.3-0.6 GB of intermediates in float32.
+LOW_MEMORY_EDGES = 32768
 
 
-def checkpoint_layers(model: AttnMACE) -> AttnMACE:
-    """Recompute each interaction layer's intermediates in the backward (inference only).
+def checkpoint_edges(model: AttnMACE, edges_per_chunk: int = LOW_MEMORY_EDGES) -> AttnMACE:
+    """Run each layer's edge work in checkpointed chunks of atoms (eager inference only).
 
-    During the forward a layer then keeps only its inputs; the backward runs each layer's forward
-    again, one layer at a time, before differentiating it. The tensors held at the start of the
-    backward (the peak of a force call) shrink to about one layer's worth, for one more forward
-    pass of the layers (``benchmarks/README.md`` has the measured cost). Results are identical.
+    The edge embedding, tensor product and aggregation of each layer run over consecutive groups
+    of centre atoms with about ``edges_per_chunk`` edges each, under ``torch.utils.checkpoint``:
+    the forward keeps only each group's inputs, and the backward recomputes one group at a time.
+    The per-edge intermediates held at once no longer grow with the system, for one more forward
+    pass of the edge work (``benchmarks/README.md`` has the measured cost). Results are identical.
+    ``edges_per_chunk = 0`` switches it off.
     """
     if not isinstance(model, AttnMACE):
-        raise TypeError(f"checkpoint_layers needs an eager AttnMACE model, got {type(model).__name__}")
-    for i, layer in enumerate(model.layers):
-        if not isinstance(layer, _CheckpointedLayer):
-            model.layers[i] = _CheckpointedLayer(layer)
+        raise TypeError(f"checkpoint_edges needs an eager AttnMACE model, got {type(model).__name__}")
+    if edges_per_chunk < 0:
+        raise ValueError(f"edges_per_chunk must be >= 0, got {edges_per_chunk}")
+    for layer in model.layers:
+        layer.edge_chunk = int(edges_per_chunk)
     return model
 
 
@@ -124,10 +117,11 @@ class AttnMACECalculator(Calculator):
             on CPU (``benchmarks/README.md``) and computes the same numbers; if this version of
             attnmace cannot rebuild it (a file from another version), it warns and runs the
             TorchScript module.
-        low_memory: recompute each layer's intermediates during the backward instead of keeping
-            them (:func:`checkpoint_layers`): a force call then holds about one layer's tensors
-            instead of all layers', for one more forward pass; for systems that would not fit in
-            memory otherwise. Needs the eager model (not with ``torchscript`` or ``compile``).
+        low_memory: run each layer's edge work in checkpointed chunks of about 32,768 edges
+            (:func:`checkpoint_edges`): the per-edge intermediates are recomputed in the backward
+            instead of kept, so memory no longer grows with them, for one more forward pass of
+            the edge work; for systems that would not fit in memory otherwise. Needs the eager
+            model (not with ``torchscript`` or ``compile``).
 
     Properties: ``energy``, ``free_energy`` (equal to ``energy``), per-atom ``energies``,
     ``forces``, and ``stress`` (3-D periodic cells only). ``results["layer_energies"]`` holds the
@@ -180,7 +174,7 @@ class AttnMACECalculator(Calculator):
         if compile:
             compile_layers(self.model, "inductor" if compile is True else str(compile))
         if low_memory:
-            checkpoint_layers(self.model)
+            checkpoint_edges(self.model)
         self.atomic_numbers = [int(z) for z in self.metadata["atomic_numbers"]]
         self.r_max = float(self.metadata["r_max"])
         self.neighbours = NeighbourListCache(self.r_max, skin)

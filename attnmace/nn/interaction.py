@@ -7,6 +7,7 @@ plain and the attention variants differ only in the aggregation module they are 
 from typing import List, Tuple
 
 import torch
+import torch.utils.checkpoint
 from e3nn import nn as enn
 from e3nn import o3
 
@@ -39,6 +40,7 @@ class InteractionBlock(torch.nn.Module):
     avg_num_neighbors: float
     a_dims: List[int]
     b_dims: List[int]
+    edge_chunk: int
 
     def __init__(
         self,
@@ -78,6 +80,7 @@ class InteractionBlock(torch.nn.Module):
         self.product = product
         self.a_dims = block_dims(irreps_a)
         self.b_dims = block_dims(product.irreps_out)
+        self.edge_chunk = 0  # > 0: eager inference runs the edge work in checkpointed chunks (_chunked_edges)
         self.linear_out = o3.Linear(product.irreps_out, self.irreps_out)
         species_irreps = o3.Irreps(f"{num_species}x0e")
         self.skip = o3.FullyConnectedTensorProduct(self.irreps_in, species_irreps, self.irreps_out)
@@ -109,14 +112,70 @@ class InteractionBlock(torch.nn.Module):
             New node features ``(n_atoms, irreps_out.dim)`` and attention weights
             ``(n_edges, heads)`` (``(n_edges, 0)`` without attention).
         """
-        num_nodes = h.shape[0]
         residual = self.skip(h, species_onehot)
-        basis, envelope = self.radial(lengths)  # (n_edges, num_basis), (n_edges,)
-        weights = self.radial_mlp(basis)  # (n_edges, num_paths * channels)
         h_up = self.linear_up(h)
-        phi = self.tp(h_up.index_select(0, senders), sh, weights)  # (n_edges, irreps_mid.dim), channel-major
-        aggregated, alpha = self.aggregation(phi, h, receivers, envelope, num_nodes, width)
+        if not torch.jit.is_scripting() and self.edge_chunk > 0 and not self.training and h.shape[0] > 0:
+            aggregated, alpha = self._chunked_edges(h, h_up, lengths, sh, senders, receivers)
+        else:
+            aggregated, alpha = self._edges(h, h_up, lengths, sh, senders, receivers, width)
         a = self.linear(aggregated) / self.avg_num_neighbors  # A_i, Eq. (2)/(6)
         b = self.product(to_channel_major(a, self.channels, self.a_dims), species)  # B_i, Eq. (3)
         out = self.linear_out(from_channel_major(b, self.b_dims)) + residual
         return out, alpha
+
+    def _edges(
+        self,
+        h: torch.Tensor,
+        h_up: torch.Tensor,
+        lengths: torch.Tensor,
+        sh: torch.Tensor,
+        senders: torch.Tensor,
+        receivers: torch.Tensor,
+        width: int = -1,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Edge embeddings ``φ_ij`` (Eq. 1) aggregated onto the ``h.shape[0]`` centre atoms."""
+        basis, envelope = self.radial(lengths)  # (n_edges, num_basis), (n_edges,)
+        weights = self.radial_mlp(basis)  # (n_edges, num_paths * channels)
+        phi = self.tp(h_up.index_select(0, senders), sh, weights)  # (n_edges, irreps_mid.dim), channel-major
+        return self.aggregation(phi, h, receivers, envelope, h.shape[0], width)
+
+    @torch.jit.unused
+    def _chunked_edges(
+        self,
+        h: torch.Tensor,
+        h_up: torch.Tensor,
+        lengths: torch.Tensor,
+        sh: torch.Tensor,
+        senders: torch.Tensor,
+        receivers: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`_edges` over consecutive groups of centre atoms with about ``edge_chunk`` edges each.
+
+        Every group runs under ``torch.utils.checkpoint``: the forward keeps only its inputs and
+        the backward recomputes one group at a time, so the memory of the per-edge intermediates no
+        longer grows with the system. An atom's edges all fall in one group (edges are sorted by
+        centre), so the attention's normalisation over a neighbourhood is unchanged.
+        """
+        num_nodes = h.shape[0]
+        ends = torch.cumsum(torch.bincount(receivers, minlength=num_nodes), 0)  # edges up to each atom
+        n_edges = int(receivers.shape[0])
+        targets = torch.tensor(list(range(self.edge_chunk, n_edges, self.edge_chunk)), dtype=ends.dtype)
+        cuts = (torch.searchsorted(ends, targets.to(ends.device)) + 1).tolist()  # first atom after each group
+        atom_cuts = sorted({0, num_nodes, *[c for c in cuts if 0 < c < num_nodes]})
+        edge_at = [0] + ends.tolist()  # edge_at[a]: first edge of atom a
+        parts, alphas = [], []
+        for a0, a1 in zip(atom_cuts[:-1], atom_cuts[1:]):
+            e0, e1 = edge_at[a0], edge_at[a1]
+            part, alpha = torch.utils.checkpoint.checkpoint(
+                self._edges,
+                h[a0:a1],
+                h_up,
+                lengths[e0:e1],
+                sh[e0:e1],
+                senders[e0:e1],
+                receivers[e0:e1] - a0,
+                use_reentrant=False,
+            )
+            parts.append(part)
+            alphas.append(alpha)
+        return torch.cat(parts, 0), torch.cat(alphas, 0)
