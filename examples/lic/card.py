@@ -31,7 +31,7 @@ def _metrics(path: Path) -> dict:
 
 
 #: Where the shipped release was trained (``--hardware`` for another run).
-HARDWARE = "1 CPU core (2-core VM shared with the DFT labelling), float32"
+HARDWARE = "1 CPU core of a 2-core VM (the other core ran GAP-20 training and benchmarks), float32"
 
 
 def build_card(run: Path, test: Path, valid: Path, split: Path, hardware: str = HARDWARE) -> dict:
@@ -63,7 +63,9 @@ def build_card(run: Path, test: Path, valid: Path, split: Path, hardware: str = 
         "limits": "Trained on small cells (<= 28 atoms) near the ideal structures and on short-MD "
         "snapshots; no surfaces with dangling bonds, no electrolyte, no Li clusters or plating. "
         "It reproduces its PBE-D3(BJ) reference, which puts E_f(LiC6) at about +0.03 eV/Li at the "
-        "experimental lattice (vdW-DFT literature: -0.2 to -0.3 eV/Li).",
+        "experimental lattice (vdW-DFT literature: -0.2 to -0.3 eV/Li), mostly because D3(BJ) binds "
+        "bcc Li by 0.17 eV/atom: without D3 on the metal and with a larger basis, voltages would lie "
+        "about 0.2 V higher (examples/lic/README.md).",
         "citation": "Norwood, Schaaf, Batatia, Csányi, Bhowmik, Enhancing the local expressivity of "
         "geometric graph neural networks (the model); attnmace (the data and the training).",
         "licence": "MIT (model weights and data, as the attnmace package)",
