@@ -67,7 +67,7 @@ def main() -> None:
         path = export_model(model, os.path.join(tmpdir.name, "model.pt"))
         export_s = time.perf_counter() - t0
         calc = AttnMACECalculator(str(path), device=args.device, dtype=args.dtype, torchscript=True)
-    else:  # lowmem: the eager model with each layer's intermediates recomputed in the backward
+    else:  # lowmem: the eager model with each layer's edge work in checkpointed groups (low_memory=True)
         calc = AttnMACECalculator(model, device=args.device, dtype=args.dtype, low_memory=args.variant == "lowmem")
     module = calc.model  # eval mode, requested dtype/device, parameters without gradients
     numbers = calc.atomic_numbers

@@ -4,6 +4,7 @@ The block receives its radial embedding, aggregation and product modules ready-m
 plain and the attention variants differ only in the aggregation module they are given.
 """
 
+import bisect
 from typing import List, Tuple
 
 import torch
@@ -157,12 +158,12 @@ class InteractionBlock(torch.nn.Module):
         centre), so the attention's normalisation over a neighbourhood is unchanged.
         """
         num_nodes = h.shape[0]
-        ends = torch.cumsum(torch.bincount(receivers, minlength=num_nodes), 0)  # edges up to each atom
-        n_edges = int(receivers.shape[0])
-        targets = torch.tensor(list(range(self.edge_chunk, n_edges, self.edge_chunk)), dtype=ends.dtype)
-        cuts = (torch.searchsorted(ends, targets.to(ends.device)) + 1).tolist()  # first atom after each group
-        atom_cuts = sorted({0, num_nodes, *[c for c in cuts if 0 < c < num_nodes]})
-        edge_at = [0] + ends.tolist()  # edge_at[a]: first edge of atom a
+        ends = torch.cumsum(torch.bincount(receivers, minlength=num_nodes), 0).tolist()  # edges up to each atom
+        # first atom after each group: the one after the atom whose edges reach k * edge_chunk
+        targets = range(self.edge_chunk, receivers.shape[0], self.edge_chunk)
+        cuts = {bisect.bisect_left(ends, t) + 1 for t in targets}
+        atom_cuts = sorted({0, num_nodes} | {c for c in cuts if c < num_nodes})
+        edge_at = [0] + ends  # edge_at[a]: first edge of atom a
         parts, alphas = [], []
         for a0, a1 in zip(atom_cuts[:-1], atom_cuts[1:]):
             e0, e1 = edge_at[a0], edge_at[a1]

@@ -95,7 +95,8 @@ def main(argv=None) -> None:
         settings.update(basis_set=args.uzh_basis, basis_set_file=uzh_basis_file(args.uzh_basis, workdir))
     cells = {"LiC6": lic6(), "Li_bcc": li_bcc(), "graphite": graphite("AB")}
     both = {name: energy(atoms, settings, workdir, name) for name, atoms in cells.items()}
-    e, d3 = ({name: v[i] for name, v in both.items()} for i in (0, 1))
+    e = {name: total for name, (total, _) in both.items()}
+    d3 = {name: dispersion for name, (_, dispersion) in both.items()}
 
     def e_f_of(x):
         return formation_energy(x["LiC6"], x["Li_bcc"] / len(cells["Li_bcc"]), x["graphite"] / len(cells["graphite"]))
