@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -91,6 +92,12 @@ TRAIN_OPTIONS: Dict[str, tuple] = {
     "seed": (int, 0, "seed of initial weights, split and batch order"),
     "output_dir": (str, "runs/attnmace", "output directory"),
     "resume": (bool, False, "continue from output_dir/checkpoint.pt"),
+    "init_from": (
+        str,
+        None,
+        "fine-tune: start from the weights (EMA ones when saved) of this training checkpoint.pt; "
+        "architecture, E0s and normalisation come from it, the optimizer and the epochs start afresh",
+    ),
     "lazy": (bool, False, "do not cache neighbour lists in memory (large HDF5 datasets)"),
 }
 
@@ -183,9 +190,20 @@ def build_trainer(options: Dict[str, Any]) -> Trainer:
 
     output_dir = Path(options["output_dir"])
     checkpoint = output_dir / "checkpoint.pt"
+    initial_weights = None
     if options["resume"] and checkpoint.is_file():
         saved = torch.load(checkpoint, map_location="cpu", weights_only=False)["model_config"]
         config = ModelConfig.from_dict(saved)
+    elif options["init_from"]:
+        config, initial_weights = _initial_state(options["init_from"])
+        missing = [chemical_symbols[z] for z in atomic if chemical_symbols[z] not in config.species]
+        if missing:
+            raise SystemExit(
+                f"attnmace-train: the model of {options['init_from']} knows {list(config.species)}, "
+                f"not {missing} of the data"
+            )
+        atomic = [numbers_of[s] for s in config.species]
+        log.info("fine-tuning the model of %s (its architecture options override the given ones)", options["init_from"])
     else:
         overrides = {k: options[k] for k in _MODEL_FIELDS if options.get(k) is not None}
         overrides["cutoffs"] = tuple(options["cutoffs"])
@@ -202,6 +220,8 @@ def build_trainer(options: Dict[str, Any]) -> Trainer:
             cutoffs=overrides["cutoffs"],
         )
     model = build_model(config=config, seed=options["seed"])
+    if initial_weights is not None:
+        model.load_state_dict(initial_weights)
     dtype = getattr(torch, options["dtype"])
     train_set = GraphDataset(
         train_view, atomic, config.r_max, dtype, cache=not options["lazy"], source=options["train_file"]
@@ -233,6 +253,24 @@ def build_trainer(options: Dict[str, Any]) -> Trainer:
     if options["resume"] and not trainer.resume():
         log.info("no checkpoint in %s: starting from scratch", output_dir)
     return trainer
+
+
+def _initial_state(path: str):
+    """The model configuration and weights (the EMA ones when saved) of a training checkpoint."""
+    try:
+        with warnings.catch_warnings():  # a TorchScript file: torch.load warns and loads it as such
+            warnings.filterwarnings("ignore", message=".*TorchScript archive")
+            state = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise SystemExit(f"attnmace-train: --init-from {path}: no such file") from None
+    except Exception as error:  # a TorchScript export, a truncated file, something else
+        raise SystemExit(
+            f"attnmace-train: --init-from {path} is not a training checkpoint (checkpoint.pt of "
+            f"attnmace-train): {type(error).__name__}: {error}"
+        ) from None
+    if not isinstance(state, dict) or "model_config" not in state or "model" not in state:
+        raise SystemExit(f"attnmace-train: --init-from {path} is not a training checkpoint (a checkpoint.pt)")
+    return ModelConfig.from_dict(state["model_config"]), state.get("ema") or state["model"]
 
 
 class _Subset:

@@ -10,6 +10,16 @@ One round has three steps::
     # 3. DFT labels for them, resumable as for the generated structures
     python examples/lic/label.py --structures examples/lic/data/al_round1.extxyz
 
+MD at a few hundred kelvin rarely crosses a Li hop barrier, so round 2 adds the hop paths
+themselves (``hops``): the current model's nudged elastic band for a Li hop in small cells (a Li
+vacancy hop in a 27-atom Li_0.75C6 cell, hollow -> bridge -> hollow hops of a single Li in dilute
+cells, and the concerted hop of the Li sublattice of LiC6 and LiC12). The images from the initial
+state to the middle of each path (the far half mirrors it) become new structures, so their DFT
+labels also give the reference's energy profile along the model's path::
+
+    python examples/lic/active_learning.py hops --round 2 --model models/lic.pt
+    python examples/lic/label.py --structures examples/lic/data/al_round2.extxyz --workers 2
+
 The score of a snapshot is the largest per-atom committee spread of the force,
 ``σ_F,i = sqrt(mean_k |F_i^(k) - mean_k F_i^(k)|²)`` (eV/Å), over its atoms. Snapshots whose
 atoms came closer than ``--min-distance`` end their trajectory and are not proposed (an early
@@ -41,6 +51,8 @@ except ImportError:  # pragma: no cover
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import common  # noqa: E402
+import neb  # noqa: E402
 import structures  # noqa: E402
 
 DATA = HERE / "data"
@@ -175,6 +187,72 @@ def propose(
     return out
 
 
+# ------------------------------------------------------------------------------------ hop paths
+def lattice_step(atoms: Atoms, index: int, length: float = 2.46, tol: float = 0.15) -> np.ndarray:
+    """An in-plane graphene lattice vector (|v| = a, about 2.46 Å) from the carbon layer nearest atom
+    ``index``: moving a Li by it takes it from one hexagon centre over a C-C bridge to the next."""
+    carbon = np.flatnonzero(atoms.numbers == 6)
+    dz = np.abs(common.mic_vectors(atoms.positions[carbon] - atoms.positions[index], atoms)[:, 2])
+    layer = carbon[np.abs(dz - dz.min()) < 0.3]
+    vectors = common.mic_vectors(atoms.positions[layer] - atoms.positions[layer[0]], atoms)
+    ok = (np.abs(np.linalg.norm(vectors, axis=1) - length) < tol) & (np.abs(vectors[:, 2]) < 0.3)
+    if not ok.any():
+        raise ValueError(f"no in-plane lattice vector of {length} Å in the layer next to atom {index}")
+    return vectors[np.flatnonzero(ok)[0]] * np.array([1.0, 1.0, 0.0])
+
+
+def hop_path(
+    initial: Atoms, final: Atoms, index: int, calc, images: int, via=None, steps: int = 200, relax_steps: int = 300
+) -> List[Atoms]:
+    """The model's (non-climbing) NEB from ``initial`` to ``final`` (end points relaxed at fixed cell):
+    ``images + 2`` images, evenly spaced along a path that is symmetric when the hop is."""
+    for atoms in (initial, final):
+        atoms.calc = calc
+        common.relax(atoms, fmax=0.02, steps=relax_steps, cell=False)
+    path = neb.make_images(initial, final, images, index, via)
+    res = neb.run_neb(path, calc, fmax=0.05, steps=steps, climb=False)
+    return res["images"]
+
+
+def hop_structures(calc, images: int = 3, vacancy_images: int = 7) -> List[Atoms]:
+    """Hop-path images of the model in small cells, from the initial state to the middle of the path.
+
+    Every image keeps the k-mesh of its unstrained cell; ``info["hop"]`` names the path and
+    ``info["image"]`` the position along it (0 = initial state).
+    """
+    out: List[Atoms] = []
+
+    def keep(path: Sequence[Atoms], name: str, parent: Atoms) -> None:
+        for k, image in enumerate(path[: len(path) // 2 + 1]):
+            atoms = Atoms(image.numbers, image.positions, cell=image.cell, pbc=image.pbc)
+            atoms.info.update({"hop": name, "image": k, "images": len(path), "family": parent.info.get("family", name)})
+            atoms.info["kmesh"] = parent.info["kmesh"]
+            atoms.info["config_type"] = f"{name}_hop"
+            out.append(atoms)
+
+    # Li vacancy hop in Li_0.75C6 (27 atoms), through the empty hexagon centre next to both sites
+    base = common.lic6()
+    base.calc = calc
+    common.relax(base, fmax=0.01, steps=300, cell=True)
+    cell = structures.set_kmesh(common.lic6_vacancy_supercell((2, 2, 1), 1, base=base))
+    cell.info["family"] = "lic6"
+    initial, final, index = neb.hop_endpoints(cell)
+    via = neb.intermediate_hollow(initial, initial.positions[index], final.positions[index])
+    keep(hop_path(initial, final, index, calc, vacancy_images, via), "LiC6_vacancy", cell)
+
+    # hollow -> bridge -> hollow: one Li in dilute cells, the whole Li sublattice of LiC6 / LiC12
+    cells = [(n, a) for n, a in structures.dilute_cells() if n in ("LiC8", "LiC16_AA", "LiC18")]
+    cells += [("LiC6", structures.lic6()), ("LiC12", structures.lic12())]
+    for name, parent in cells:
+        parent = structures.set_kmesh(parent.copy())
+        parent.info.setdefault("family", name)
+        index = int(np.flatnonzero(parent.numbers == 3)[0])
+        final = parent.copy()
+        final.positions[index] += lattice_step(parent, index)
+        keep(hop_path(parent.copy(), final, index, calc, images), name, parent)
+    return out
+
+
 # ------------------------------------------------------------------------------------ CLI
 def train_committee(members: int, epochs: int, data: Path, output: Path, config: Path) -> List[Path]:
     """Train (or resume) ``members`` models differing only in their seed; returns their files.
@@ -224,6 +302,10 @@ def main(argv=None) -> int:
     sa.add_argument("--min-distance", type=float, default=1.0, help="Å; closer atoms end a trajectory")
     sa.add_argument("--seed", type=int, default=0)
     sa.add_argument("--output", type=Path, help="default: data/al_round<round>.extxyz")
+    ho = sub.add_parser("hops", help="the model's Li hop paths in small cells")
+    ho.add_argument("--round", type=int, required=True, help="round number (names the ids al<round>_nnn)")
+    ho.add_argument("--model", default="models/lic.pt")
+    ho.add_argument("--output", type=Path, help="default: data/al_round<round>.extxyz")
     args = parser.parse_args(argv)
 
     if args.command == "train":
@@ -232,6 +314,21 @@ def main(argv=None) -> int:
         return 0
 
     from attnmace import AttnMACECalculator
+
+    if args.command == "hops":
+        chosen = hop_structures(AttnMACECalculator(args.model, device="cpu", dtype="float64"))
+        for n, atoms in enumerate(chosen):
+            atoms.info["structure_id"] = f"al{args.round}_{n:03d}"
+            atoms.info["structure_hash"] = structures.geometry_hash(atoms)
+        output = args.output or DATA / f"al_round{args.round}.extxyz"
+        write(f"{output}.tmp", chosen, format="extxyz")
+        os.replace(f"{output}.tmp", output)
+        summary = {"round": args.round, "model": str(args.model), "hops": {}}
+        for atoms in chosen:
+            summary["hops"].setdefault(atoms.info["hop"], []).append(atoms.info["structure_id"])
+        Path(f"{output}.json").write_text(json.dumps(summary, indent=1))
+        print(json.dumps(summary, indent=1))
+        return 0
 
     models = args.models or sorted(COMMITTEE.glob("member*/model.pt"))
     if len(models) < 2:

@@ -109,3 +109,31 @@ def test_train_committee_writes_one_model_per_seed(tmp_path):
         probe.calc = AttnMACECalculator(str(f), device="cpu")
         energies.append(probe.get_potential_energy())
     assert energies[0] != energies[1]  # different seeds, different members
+
+
+def test_lattice_step_moves_a_li_over_a_bridge_to_the_next_hexagon_centre():
+    atoms = dict(al.structures.dilute_cells())["LiC8"]
+    li = int(np.flatnonzero(atoms.numbers == 3)[0])
+    step = al.lattice_step(atoms, li)
+    assert np.linalg.norm(step) == pytest.approx(2.46, abs=0.01) and step[2] == 0.0
+    carbon = atoms.positions[atoms.numbers == 6]
+
+    def nearest_carbon(point):
+        return np.sort(np.linalg.norm(al.common.mic_vectors(carbon - point, atoms), axis=1))[:2]
+
+    start, middle, end = (atoms.positions[li] + t * step for t in (0.0, 0.5, 1.0))
+    assert nearest_carbon(end)[0] == pytest.approx(nearest_carbon(start)[0], abs=1e-6)  # a hexagon centre again
+    assert nearest_carbon(middle)[0] == pytest.approx(nearest_carbon(middle)[1], abs=1e-6)  # over a C-C bond
+    assert nearest_carbon(middle)[0] < nearest_carbon(start)[0]
+
+
+def test_a_symmetric_hop_path_is_symmetric_so_its_first_half_is_enough(committee):
+    atoms = dict(al.structures.dilute_cells())["LiC8"]
+    li = int(np.flatnonzero(atoms.numbers == 3)[0])
+    final = atoms.copy()
+    final.positions[li] += al.lattice_step(atoms, li)
+    path = al.hop_path(atoms.copy(), final, li, committee[0], images=3, steps=5, relax_steps=5)
+    assert len(path) == 5
+    energies = [image.get_potential_energy() for image in path]
+    assert energies == pytest.approx(energies[::-1], abs=1e-6)
+    assert np.linalg.norm(path[2].positions[li] - path[0].positions[li]) == pytest.approx(1.23, abs=0.05)

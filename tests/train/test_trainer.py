@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from attnmace import AttnMACECalculator, read_metadata
-from attnmace.train.cli import eval_main, resolve_options, train_main
+from attnmace.train.cli import build_trainer, eval_main, resolve_options, train_main
 from attnmace.train.data import DataKeys, read_extxyz
 
 FIXTURE = str(Path(__file__).parents[1] / "fixtures" / "gap20_small.extxyz")
@@ -204,3 +204,42 @@ def test_resume_with_another_learning_rate_uses_it(tmp_path, caplog):
     assert state["history"][-1]["lr"] == pytest.approx(0.002)
     assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.002)
     assert state["settings"]["lr"] == pytest.approx(0.002)
+
+
+def test_init_from_starts_a_new_run_from_the_ema_weights_of_a_checkpoint(tmp_path, caplog):
+    first = tmp_path / "first"
+    assert train_main([*TINY, "--output-dir", str(first), "--max-epochs", "1", "--max-steps-per-epoch", "2"]) == 0
+    saved = torch.load(first / "checkpoint.pt", map_location="cpu", weights_only=False)
+    # other architecture options are overridden by the checkpoint's
+    caplog.set_level("INFO")
+    options = resolve_options(
+        [*TINY, "--channels", "8", "--output-dir", str(tmp_path / "tuned"), "--init-from", str(first / "checkpoint.pt")]
+    )
+    trainer = build_trainer(options)
+    assert "fine-tuning the model of" in caplog.text
+    assert trainer.model.config.to_dict() == saved["model_config"]
+    for name, value in trainer.model.state_dict().items():
+        assert torch.equal(value, saved["ema"][name].to(value.dtype)), name
+    assert trainer.epoch == 0 and trainer.history == []
+    # the run trains from there and keeps its own checkpoint
+    tuned = tmp_path / "tuned"
+    argv = [*TINY, "--output-dir", str(tuned), "--max-epochs", "1", "--max-steps-per-epoch", "2"]
+    assert train_main([*argv, "--init-from", str(first / "checkpoint.pt"), "--lr", "0.001"]) == 0
+    state = _final_state(tuned)
+    assert state["epoch"] == 1 and len(state["history"]) == 1
+    assert state["history"][0]["lr"] == pytest.approx(0.001)
+
+
+@pytest.mark.parametrize("kind", ["missing", "torchscript", "other species"])
+def test_init_from_refuses_what_is_not_a_usable_checkpoint(tmp_path, kind):
+    first = tmp_path / "first"
+    assert train_main([*TINY, "--output-dir", str(first), "--max-epochs", "1", "--max-steps-per-epoch", "1"]) == 0
+    source = {"missing": tmp_path / "nothing.pt", "torchscript": first / "model.pt"}.get(kind, first / "checkpoint.pt")
+    argv = [*TINY, "--output-dir", str(tmp_path / "tuned"), "--init-from", str(source)]
+    if kind == "other species":
+        argv += ["--species", "C,H"]  # the fixture holds C only: the data check passes, the model lacks H
+        match = "knows"
+    else:
+        match = {"missing": "no such file", "torchscript": "not a training checkpoint"}[kind]
+    with pytest.raises(SystemExit, match=match):
+        build_trainer(resolve_options(argv))
