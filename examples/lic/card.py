@@ -14,6 +14,7 @@ import argparse
 import csv
 import json
 from pathlib import Path
+from typing import Optional
 
 METRICS = ("energy_rmse_meV_per_atom", "energy_mae_meV_per_atom", "forces_rmse_meV_per_A", "stress_rmse_meV_per_A3")
 
@@ -34,10 +35,34 @@ def _metrics(path: Path) -> dict:
 HARDWARE = "1 CPU core of a 2-core VM (the other core ran GAP-20 training and benchmarks), float32"
 
 
-def build_card(run: Path, test: Path, valid: Path, split: Path, hardware: str = HARDWARE) -> dict:
+def _training(run: Path, config: str, hardware: str) -> dict:
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     best = min(rows, key=lambda r: float(r["valid_loss"]))
+    return {
+        "config": config,
+        "epochs": len(rows),
+        "best_epoch": int(best["epoch"]),
+        "wall_time_h": round(sum(float(r["seconds"]) for r in rows) / 3600, 2),
+        "hardware": hardware,
+    }
+
+
+def build_card(
+    run: Path,
+    test: Path,
+    valid: Path,
+    split: Path,
+    hardware: str = HARDWARE,
+    config: str = "examples/lic/lic.yaml",
+    base_run: Optional[Path] = None,
+    base_config: str = "examples/lic/lic.yaml",
+) -> dict:
+    """The card's dict. ``base_run``: the run that ``run`` was fine-tuned from (``--init-from``)."""
     parts = json.loads(split.read_text())
+    training = _training(run, config, hardware)
+    if base_run is not None:
+        training["fine_tuned_from"] = _training(base_run, base_config, hardware)
+        training["total_wall_time_h"] = round(training["wall_time_h"] + training["fine_tuned_from"]["wall_time_h"], 2)
     return {
         "name": "lic.pt",
         "description": "AttnMACE (attention preset: 16 channels, 4 heads, L = 3; 2 layers with cutoffs "
@@ -49,13 +74,7 @@ def build_card(run: Path, test: Path, valid: Path, split: Path, hardware: str = 
             "frames": {name: len(parts[name]) for name in ("train", "valid", "test")},
             "split": "hash of structure_id (examples/lic/prepare.py): about 80/10/10",
         },
-        "training": {
-            "config": "examples/lic/lic.yaml",
-            "epochs": len(rows),
-            "best_epoch": int(best["epoch"]),
-            "wall_time_h": round(sum(float(r["seconds"]) for r in rows) / 3600, 2),
-            "hardware": hardware,
-        },
+        "training": training,
         "metrics": {"test": _metrics(test), "valid": _metrics(valid)},
         "units": {"energy": "eV", "forces": "eV/Å", "stress": "eV/Å^3 (ASE sign)"},
         "intended_use": "Li intercalation in graphite at the PBE-D3(BJ) level: formation energies, "
@@ -80,8 +99,13 @@ def main(argv=None) -> None:
     parser.add_argument("--split", type=Path, default=Path("runs/lic/data/split.json"))
     parser.add_argument("--output", type=Path, default=Path("runs/lic/card.json"))
     parser.add_argument("--hardware", default=HARDWARE, help="what the model was trained on")
+    parser.add_argument("--config", default="examples/lic/lic.yaml", help="the run's training config")
+    parser.add_argument("--base-run", type=Path, default=None, help="the run that --run fine-tuned (--init-from)")
+    parser.add_argument("--base-config", default="examples/lic/lic.yaml", help="the base run's training config")
     args = parser.parse_args(argv)
-    card = build_card(args.run, args.test, args.valid, args.split, args.hardware)
+    card = build_card(
+        args.run, args.test, args.valid, args.split, args.hardware, args.config, args.base_run, args.base_config
+    )
     args.output.write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n")
     print(json.dumps({k: card[k] for k in ("data", "training", "metrics")}, indent=1, ensure_ascii=False)[:3000])
 

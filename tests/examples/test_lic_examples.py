@@ -275,6 +275,21 @@ def test_card_reads_every_number_from_the_run_files(tmp_path):
     assert written["data"]["frames"] == {"train": 3, "valid": 1, "test": 2}
     assert written["metrics"]["test"]["energy_rmse_meV_per_atom"] == 5.12
     assert written["metrics"]["test"]["per_config_type"]["LiC6"]["frames"] == 2
+    assert "fine_tuned_from" not in written["training"]
+    # a fine-tuned run also records the run it started from
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "metrics.csv").write_text("epoch,lr,valid_loss,seconds\n1,0.005,1.0,3600\n2,0.004,0.9,3600\n")
+    card.main(
+        ["--run", str(run), "--test", str(tmp_path / "test.json"), "--valid", str(tmp_path / "valid.json")]
+        + ["--split", str(tmp_path / "split.json"), "--output", str(out), "--base-run", str(base)]
+        + ["--config", "examples/lic/lic_finetune.yaml"]
+    )
+    training = json.loads(out.read_text())["training"]
+    assert training["config"] == "examples/lic/lic_finetune.yaml"
+    assert training["fine_tuned_from"]["config"] == "examples/lic/lic.yaml"
+    assert (training["fine_tuned_from"]["epochs"], training["fine_tuned_from"]["best_epoch"]) == (2, 2)
+    assert training["total_wall_time_h"] == 1.5 + 2.0
 
 
 def test_diffusion_reports_a_collapsed_trajectory_and_fits_the_others(calc, monkeypatch, capsys):
