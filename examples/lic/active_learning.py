@@ -253,6 +253,45 @@ def hop_structures(calc, images: int = 3, vacancy_images: int = 7) -> List[Atoms
     return out
 
 
+def hop_profiles(frames: Sequence[Atoms], calc=None, energy_key: str = "REF_energy") -> Dict[str, dict]:
+    """Energy along every labelled hop path (frames with ``info["hop"]``), relative to its image 0.
+
+    Returns, per path: ``images`` (indices along the path), ``n_images`` (of the whole path),
+    ``complete`` (every image from the initial state to the middle is there), ``dft`` (eV) and
+    ``dft_barrier`` (the largest; the far half mirrors the near one), and with ``calc`` the same for
+    the model (``model``, ``model_barrier``) on the same geometries.
+    """
+    paths: Dict[str, List[Atoms]] = {}
+    for atoms in frames:
+        if "hop" in atoms.info and energy_key in atoms.info:
+            paths.setdefault(str(atoms.info["hop"]), []).append(atoms)
+    out = {}
+    for name, images in paths.items():
+        images = sorted(images, key=lambda a: int(a.info["image"]))
+        index = [int(a.info["image"]) for a in images]
+        if index[0] != 0:
+            continue  # no initial state yet: nothing to measure from
+        n_images = int(images[0].info["images"])
+        dft = np.array([float(a.info[energy_key]) for a in images])
+        entry = {
+            "images": index,
+            "n_images": n_images,
+            "complete": index == list(range(n_images // 2 + 1)),
+            "dft": (dft - dft[0]).tolist(),
+            "dft_barrier": float((dft - dft[0]).max()),
+        }
+        if calc is not None:
+            model = []
+            for atoms in images:
+                probe = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+                probe.calc = calc
+                model.append(probe.get_potential_energy())
+            model = np.array(model) - model[0]
+            entry.update(model=model.tolist(), model_barrier=float(model.max()))
+        out[name] = entry
+    return out
+
+
 # ------------------------------------------------------------------------------------ CLI
 def train_committee(members: int, epochs: int, data: Path, output: Path, config: Path) -> List[Path]:
     """Train (or resume) ``members`` models differing only in their seed; returns their files.
@@ -306,6 +345,10 @@ def main(argv=None) -> int:
     ho.add_argument("--round", type=int, required=True, help="round number (names the ids al<round>_nnn)")
     ho.add_argument("--model", default="models/lic.pt")
     ho.add_argument("--output", type=Path, help="default: data/al_round<round>.extxyz")
+    pr = sub.add_parser("profile", help="DFT and model energy along the labelled hop paths")
+    pr.add_argument("--data", type=Path, default=LABELLED)
+    pr.add_argument("--model", default="models/lic.pt")
+    pr.add_argument("--output", type=Path, default=HERE / "results" / "hop_profiles.json")
     args = parser.parse_args(argv)
 
     if args.command == "train":
@@ -314,6 +357,18 @@ def main(argv=None) -> int:
         return 0
 
     from attnmace import AttnMACECalculator
+
+    if args.command == "profile":
+        calc = AttnMACECalculator(args.model, device="cpu", dtype="float64")
+        profiles = hop_profiles(read(str(args.data), index=":", format="extxyz"), calc)
+        for name, p in profiles.items():
+            print(f"{name}: images {p['images']} of {p['n_images']}" + ("" if p["complete"] else " (incomplete)"))
+            for k, dft, model in zip(p["images"], p["dft"], p["model"]):
+                print(f"  image {k}: DFT {dft:+.3f} eV, model {model:+.3f} eV, difference {model - dft:+.3f}")
+            print(f"  barrier along the path: DFT {p['dft_barrier']:.3f} eV, model {p['model_barrier']:.3f} eV")
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps({"model": str(args.model), "paths": profiles}, indent=1) + "\n")
+        return 0
 
     if args.command == "hops":
         chosen = hop_structures(AttnMACECalculator(args.model, device="cpu", dtype="float64"))

@@ -137,3 +137,25 @@ def test_a_symmetric_hop_path_is_symmetric_so_its_first_half_is_enough(committee
     energies = [image.get_potential_energy() for image in path]
     assert energies == pytest.approx(energies[::-1], abs=1e-6)
     assert np.linalg.norm(path[2].positions[li] - path[0].positions[li]) == pytest.approx(1.23, abs=0.05)
+
+
+def test_hop_profiles_measure_from_the_initial_image_and_flag_missing_ones(committee):
+    atoms = dict(al.structures.dilute_cells())["LiC8"]
+    frames = []
+    for k, energy in [(2, -9.5), (0, -10.0), (1, -9.8)]:  # out of order, as labelling may finish them
+        image = atoms.copy()
+        image.positions[-1, 0] += 0.1 * k
+        image.info.update(hop="LiC8", image=k, images=5, REF_energy=energy)
+        frames.append(image)
+    unlabelled = atoms.copy()
+    unlabelled.info.update(hop="other", image=0, images=5)
+    profiles = al.hop_profiles([*frames, unlabelled, atoms.copy()], committee[0])
+    assert list(profiles) == ["LiC8"]
+    p = profiles["LiC8"]
+    assert p["images"] == [0, 1, 2] and p["complete"]
+    assert p["dft"] == pytest.approx([0.0, 0.2, 0.5]) and p["dft_barrier"] == pytest.approx(0.5)
+    model = [committee[0].get_potential_energy(f) for f in sorted(frames, key=lambda f: f.info["image"])]
+    assert p["model"] == pytest.approx([e - model[0] for e in model], abs=1e-9)
+    assert p["model_barrier"] == pytest.approx(max(p["model"]))
+    assert not al.hop_profiles(frames[:2])["LiC8"]["complete"]  # image 1 missing
+    assert al.hop_profiles(frames[::2][:1]) == {}  # no initial state
