@@ -9,11 +9,18 @@ displacement averaged over Li atoms and time origins.  In two dimensions MSD(t) 
 
     D = slope of MSD(t) / 4        (fitted beyond the first 20 % of the lag times)
 
-and an Arrhenius fit ln D = ln D0 - Ea / (kB T) gives the activation energy Ea and prefactor D0.
-At fixed vacancy content Ea is the migration barrier (compare with neb.py); D itself scales with
-the vacancy fraction (here 1/4), and a few picoseconds per temperature give only a handful of hops,
-so D carries a large statistical error (the script prints how many Li left their site).  High
-temperatures are used because hops must happen within picoseconds.
+A few picoseconds per temperature give only a handful of hops, and the MSD of so few hops is
+noisy, so the script also counts the hops: every recorded frame, each Li is assigned to the Li site
+(occupied or vacant in the start cell) it is within 1 Å of, and a hop is a change of site (time
+spent in between, e.g. at the empty hexagon centre, is not one).  With N hops of length l by n Li
+in time t,
+
+    D_hop = N l^2 / (4 n t)        (no correlation factor; the relative error is about 1/sqrt(N))
+
+and the weighted Arrhenius fit ln D_hop = ln D0 - Ea / (kB T) (weights sqrt(N); temperatures
+without a hop are left out) gives Ea with its standard error.  At fixed vacancy content Ea is the
+migration barrier (compare with neb.py); D itself scales with the vacancy fraction (here 1/4).
+High temperatures are used because hops must happen within picoseconds.
 
 References (approximate):
 * vacancy-hop barrier in LiC6 from DFT about 0.3 to 0.5 eV (K. Persson et al., Phys. Rev. B 82,
@@ -151,6 +158,54 @@ def arrhenius_fit(temperatures: Sequence[float], d: Sequence[float]) -> Tuple[fl
     return float(-slope * KB), float(np.exp(intercept))
 
 
+def count_hops(positions: np.ndarray, sites: np.ndarray, atoms: Atoms, capture: float = 1.0) -> np.ndarray:
+    """Site-to-site hops of each atom over a trajectory.
+
+    Args:
+        positions: ``(frames, n, 3)`` positions (unwrapped or not: distances are minimum-image).
+        sites: ``(n_sites, 3)`` the sites (e.g. every Li site of the start cell, vacant ones too).
+        atoms: gives the cell and periodicity.
+        capture: an atom is on a site within this distance (Å) of it.
+
+    Returns:
+        ``(n,)`` hops per atom: the number of times it was found on a site other than the last one
+        it was on (it starts on its nearest site).
+    """
+    positions = np.asarray(positions, dtype=float)
+    frames, n = positions.shape[:2]
+    diff = positions[:, :, None, :] - np.asarray(sites, dtype=float)[None, None, :, :]
+    distance = np.linalg.norm(common.mic_vectors(diff.reshape(-1, 3), atoms), axis=1).reshape(frames, n, -1)
+    nearest, on_site = distance.argmin(axis=2), distance.min(axis=2) < capture
+    current, hops = nearest[0].copy(), np.zeros(n, dtype=int)
+    for f in range(1, frames):  # over frames; atoms and sites are vectorised
+        moved = on_site[f] & (nearest[f] != current)
+        hops += moved
+        current = np.where(on_site[f], nearest[f], current)
+    return hops
+
+
+def hop_diffusion(hops: int, n_atoms: int, duration: float, length: float, dim: int = 2) -> float:
+    """D in cm^2/s of ``hops`` uncorrelated hops of ``length`` Å by ``n_atoms`` atoms in ``duration`` fs."""
+    return float(hops * length**2 / (2 * dim * n_atoms * duration) * A2_PER_FS_TO_CM2_PER_S)
+
+
+def hop_arrhenius(temperatures: Sequence[float], d: Sequence[float], hops: Sequence[int]) -> dict:
+    """Weighted fit ln D = ln D0 - Ea / (kB T), the error of ln D being 1 / sqrt(hops).
+
+    Returns:
+        ``Ea`` (eV), ``Ea_error`` (its standard error from the counting statistics), ``D0`` (units of ``d``).
+
+    Raises:
+        ValueError: fewer than two temperatures with a hop.
+    """
+    t, d, n = (np.asarray(v, dtype=float) for v in (temperatures, d, hops))
+    ok = n > 0
+    if ok.sum() < 2:
+        raise ValueError("an Arrhenius fit needs hops at two or more temperatures")
+    (slope, intercept), cov = np.polyfit(1.0 / t[ok], np.log(d[ok]), 1, w=np.sqrt(n[ok]), cov="unscaled")
+    return {"Ea": float(-slope * KB), "Ea_error": float(np.sqrt(cov[0, 0]) * KB), "D0": float(np.exp(intercept))}
+
+
 def displaced_fraction(positions: np.ndarray, hop: float) -> float:
     """Fraction of atoms whose final in-plane displacement exceeds half a hop distance ``hop`` (Å)."""
     d = np.linalg.norm(positions[-1, :, :2] - positions[0, :, :2], axis=1)
@@ -174,6 +229,7 @@ def run(
     common.relax(base, fmax=fmax, steps=200, cell=True)
     start_cell = common.lic6_vacancy_supercell(repeat, vacancies=repeat[2], base=base)
     hop = float(base.cell.lengths()[0])  # Li-Li distance in LiC6 = a of the sqrt(3) cell
+    sites = np.concatenate([start_cell.positions[start_cell.numbers == 3], start_cell.info["vacancy_sites"]])
     runs = []
     for k, temperature in enumerate(temperatures):
         atoms = start_cell.copy()
@@ -187,12 +243,15 @@ def run(
             runs.append({"temperature": float(temperature), "failed": str(error), "seconds": time.perf_counter() - t0})
             continue
         values = msd(positions)
+        hops = int(count_hops(positions, sites, start_cell).sum())
         runs.append(
             {
                 "temperature": float(temperature),
                 "times": times[: len(values)],
                 "msd": values,
                 "D": diffusion_coefficient(times[: len(values)], values),
+                "hops": hops,
+                "D_hop": hop_diffusion(hops, positions.shape[1], float(times[-1]), hop),
                 "displaced": displaced_fraction(positions, hop),
                 "T_final": float(atoms.get_temperature()),
                 "seconds": time.perf_counter() - t0,
@@ -204,6 +263,12 @@ def run(
         res["Ea"], res["D0"] = arrhenius_fit([r["temperature"] for r in done], [r["D"] for r in done])
     except ValueError as error:
         res["fit_error"] = str(error)
+    try:
+        res["hop_fit"] = hop_arrhenius(
+            [r["temperature"] for r in done], [r["D_hop"] for r in done], [r["hops"] for r in done]
+        )
+    except ValueError as error:
+        res["hop_fit_error"] = str(error)
     return res
 
 
@@ -218,24 +283,38 @@ def report(res: dict) -> None:
             )
             continue
         print(
-            f"  T = {r['temperature']:6.0f} K (final {r['T_final']:6.0f} K): D = {r['D']:.3e} cm^2/s, "
-            f"{100 * r['displaced']:.0f} % of Li left their site, {r['seconds']:.1f} s"
+            f"  T = {r['temperature']:6.0f} K (final {r['T_final']:6.0f} K): D(MSD) = {r['D']:.3e} cm^2/s, "
+            f"{r['hops']} hops, D(hops) = {r['D_hop']:.3e} cm^2/s, "
+            f"{100 * r['displaced']:.0f} % of Li away from their first site at the end, {r['seconds']:.1f} s"
         )
     done = [r for r in res["runs"] if "failed" not in r]
     if done and all(r["displaced"] == 0 for r in done):
         print("  warning: no Li left its site; D measures vibrations only (run longer or hotter)")
-    if "fit_error" in res:
-        print(f"Arrhenius fit not possible: {res['fit_error']}")
-        return
-    print(f"Arrhenius fit: Ea = {res['Ea']:.3f} eV, D0 = {res['D0']:.3e} cm^2/s")
     low, high = REFERENCE_EA
-    print(common.compare_range("activation energy", res["Ea"], low, high, "eV", "DFT vacancy hop, approx."))
-    d300 = res["D0"] * np.exp(-res["Ea"] / (KB * 300.0))
+    if "hop_fit" in res:
+        fit = res["hop_fit"]
+        total = sum(r["hops"] for r in done)
+        print(
+            f"Arrhenius fit of the hop counts ({total} hops): Ea = {fit['Ea']:.3f} ± {fit['Ea_error']:.3f} eV, "
+            f"D0 = {fit['D0']:.3e} cm^2/s"
+        )
+        print(common.compare_range("activation energy (hops)", fit["Ea"], low, high, "eV", "DFT vacancy hop, approx."))
+    else:
+        print(f"Arrhenius fit of the hop counts not possible: {res['hop_fit_error']}")
+    if "fit_error" in res:
+        print(f"Arrhenius fit of D(MSD) not possible: {res['fit_error']}")
+    else:
+        print(f"Arrhenius fit of D(MSD): Ea = {res['Ea']:.3f} eV, D0 = {res['D0']:.3e} cm^2/s")
+        print(common.compare_range("activation energy (MSD)", res["Ea"], low, high, "eV", "DFT vacancy hop, approx."))
+    best, name = (res["hop_fit"], "hop") if "hop_fit" in res else (res, "MSD")
+    if "Ea" not in best:
+        return
+    d300 = best["D0"] * np.exp(-best["Ea"] / (KB * 300.0))
     low, high = REFERENCE_D300
     where = "inside" if low <= d300 <= high else "outside"
     print(
-        f"D(300 K) extrapolated: model {d300:.2e} cm^2/s, reference {low:.0e} to {high:.0e} cm^2/s "
-        f"(experiments, method-dependent), {where} the range (factor {d300 / np.clip(d300, low, high):.2g})"
+        f"D(300 K) extrapolated ({name} fit): model {d300:.2e} cm^2/s, reference {low:.0e} to {high:.0e} "
+        f"cm^2/s (experiments, method-dependent), {where} the range (factor {d300 / np.clip(d300, low, high):.2g})"
     )
 
 
@@ -250,11 +329,23 @@ def plot(res: dict, path) -> None:
     t = np.array([r["temperature"] for r in runs])
     d = np.array([r["D"] for r in runs])
     ok = d > 0
-    ax[0, 1].semilogy(1000 / t[ok], d[ok], "o", label="MD")
+    ax[0, 1].semilogy(1000 / t[ok], d[ok], "o", label="D from MSD")
+    n = np.array([r["hops"] for r in runs])
+    d_hop = np.array([r["D_hop"] for r in runs])
+    hopped = n > 0
+    if hopped.any():  # error bars: relative error 1/sqrt(N)
+        rel = 1 / np.sqrt(n[hopped])
+        err = [d_hop[hopped] * (1 - np.exp(-rel)), d_hop[hopped] * (np.exp(rel) - 1)]
+        ax[0, 1].errorbar(1000 / t[hopped], d_hop[hopped], yerr=err, fmt="s", label="D from hop counts")
+    x = np.linspace(1000 / t.max(), 1000 / t.min(), 50) if len(t) else np.array([])
     if "Ea" in res and len(t):
-        x = np.linspace(1000 / t.max(), 1000 / t.min(), 50)
         fit = res["D0"] * np.exp(-res["Ea"] / (KB * 1000 / x))
-        ax[0, 1].semilogy(x, fit, "-", label=f"fit, Ea = {res['Ea']:.2f} eV")
+        ax[0, 1].semilogy(x, fit, "-", label=f"MSD fit, Ea = {res['Ea']:.2f} eV")
+    if "hop_fit" in res and len(t):
+        h = res["hop_fit"]
+        fit = h["D0"] * np.exp(-h["Ea"] / (KB * 1000 / x))
+        ax[0, 1].semilogy(x, fit, "--", label=f"hop fit, Ea = {h['Ea']:.2f} ± {h['Ea_error']:.2f} eV")
+    ax[0, 1].set_yscale("log")
     ax[0, 1].set(xlabel="1000 / T (1/K)", ylabel="D (cm$^2$/s)", title="Arrhenius")
     ax[0, 1].legend(fontsize=8)
     common.save_figure(fig, path)

@@ -129,6 +129,44 @@ def test_arrhenius_fit_recovers_activation_energy():
         diffusion.arrhenius_fit(t[:2], [1e-6, 0.0])
 
 
+def test_count_hops_counts_site_changes_only():
+    atoms = common.lic6_vacancy_supercell((2, 2, 1), vacancies=1)
+    li = atoms.positions[atoms.numbers == 3]
+    sites = np.concatenate([li, atoms.info["vacancy_sites"]])
+    vacancy = sites[-1]
+    k = int(np.argmin(np.linalg.norm(common.mic_vectors(li - vacancy, atoms), axis=1)))
+    hop = common.mic_vectors(vacancy - li[k], atoms)[0]
+    rng = np.random.default_rng(0)
+    path = [0.0, 0.1, 0.5, 0.9, 1.0, 0.6, 1.0, 0.0]  # to the vacancy, half back (no hop), and home again
+    frames = []
+    for t in path:
+        frame = li + rng.normal(0.0, 0.1, li.shape)  # vibrations do not count
+        frame[k] = li[k] + t * hop
+        frames.append(frame)
+    hops = diffusion.count_hops(np.array(frames), sites, atoms)
+    assert hops.tolist() == [2 if i == k else 0 for i in range(len(li))]
+    # a whole cell vector later (an unwrapped trajectory) is the same site
+    shifted = np.array(frames) + atoms.cell[0]
+    assert diffusion.count_hops(shifted, sites, atoms).tolist() == hops.tolist()
+
+
+def test_hop_diffusion_and_its_arrhenius_fit():
+    # 10 hops of 4 Å by 2 atoms in 1000 fs in 2D: D = 10 * 16 / (4 * 2 * 1000) Å^2/fs = 0.02 Å^2/fs
+    assert diffusion.hop_diffusion(10, 2, 1000.0, 4.0) == pytest.approx(0.002)  # cm^2/s
+    t = np.array([1000.0, 1200.0, 1400.0])
+    ea, d0 = 0.4, 1e-2
+    d = d0 * np.exp(-ea / (units.kB * t))
+    fit = diffusion.hop_arrhenius(t, d, [4, 9, 16])
+    assert (fit["Ea"], fit["D0"]) == pytest.approx((ea, d0), rel=1e-8)
+    two = diffusion.hop_arrhenius(t, d, [0, 9, 16])  # no hop at 1000 K: left out
+    assert two["Ea"] == pytest.approx(ea, rel=1e-8)
+    # two points: var(slope) = (1/9 + 1/16) / (1/1200 - 1/1400)^2
+    expected = np.sqrt(1 / 9 + 1 / 16) / (1 / 1200 - 1 / 1400) * units.kB
+    assert two["Ea_error"] == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="two or more"):
+        diffusion.hop_arrhenius(t, d, [0, 0, 3])
+
+
 def test_md_returns_unwrapped_li_positions(calc):
     atoms = common.lic6_vacancy_supercell((2, 1, 1), vacancies=1)
     atoms.calc = calc
