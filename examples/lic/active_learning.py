@@ -253,45 +253,6 @@ def hop_structures(calc, images: int = 3, vacancy_images: int = 7) -> List[Atoms
     return out
 
 
-def hop_profiles(frames: Sequence[Atoms], calc=None, energy_key: str = "REF_energy") -> Dict[str, dict]:
-    """Energy along every labelled hop path (frames with ``info["hop"]``), relative to its image 0.
-
-    Returns, per path: ``images`` (indices along the path), ``n_images`` (of the whole path),
-    ``complete`` (every image from the initial state to the middle is there), ``dft`` (eV) and
-    ``dft_barrier`` (the largest; the far half mirrors the near one), and with ``calc`` the same for
-    the model (``model``, ``model_barrier``) on the same geometries.
-    """
-    paths: Dict[str, List[Atoms]] = {}
-    for atoms in frames:
-        if "hop" in atoms.info and energy_key in atoms.info:
-            paths.setdefault(str(atoms.info["hop"]), []).append(atoms)
-    out = {}
-    for name, images in paths.items():
-        images = sorted(images, key=lambda a: int(a.info["image"]))
-        index = [int(a.info["image"]) for a in images]
-        if index[0] != 0:
-            continue  # no initial state yet: nothing to measure from
-        n_images = int(images[0].info["images"])
-        dft = np.array([float(a.info[energy_key]) for a in images])
-        entry = {
-            "images": index,
-            "n_images": n_images,
-            "complete": index == list(range(n_images // 2 + 1)),
-            "dft": (dft - dft[0]).tolist(),
-            "dft_barrier": float((dft - dft[0]).max()),
-        }
-        if calc is not None:
-            model = []
-            for atoms in images:
-                probe = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
-                probe.calc = calc
-                model.append(probe.get_potential_energy())
-            model = np.array(model) - model[0]
-            entry.update(model=model.tolist(), model_barrier=float(model.max()))
-        out[name] = entry
-    return out
-
-
 # ------------------------------------------------------------------------------------ CLI
 def train_committee(members: int, epochs: int, data: Path, output: Path, config: Path) -> List[Path]:
     """Train (or resume) ``members`` models differing only in their seed; returns their files.
@@ -360,7 +321,7 @@ def main(argv=None) -> int:
 
     if args.command == "profile":
         calc = AttnMACECalculator(args.model, device="cpu", dtype="float64")
-        profiles = hop_profiles(read(str(args.data), index=":", format="extxyz"), calc)
+        profiles = common.hop_profiles(read(str(args.data), index=":", format="extxyz"), calc)
         for name, p in profiles.items():
             print(f"{name}: images {p['images']} of {p['n_images']}" + ("" if p["complete"] else " (incomplete)"))
             for k, dft, model in zip(p["images"], p["dft"], p["model"]):

@@ -20,7 +20,7 @@ import argparse
 import functools
 import time
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import structures
@@ -45,6 +45,9 @@ A_LIC6 = structures.A_LIC6  # 4.31, sqrt(3) x sqrt(3) cell
 D_LIC6 = structures.C_LIC6  # 3.70, one layer per cell (AA stacking, Li in every gallery)
 C_LIC12 = structures.C_LIC12  # 7.05, two layers per cell, Li in every second gallery
 A_LI_BCC = structures.A_LI_BCC  # 3.44
+
+#: The labelled DFT data (``label.py``); some examples compare the model with them.
+DFT_DATA = HERE / "data" / "lic_dft.extxyz"
 
 #: Names of the dilute cells of ``structures.dilute_cells()`` (see :func:`dilute`).
 DILUTE = ("LiC8", "LiC16_AA", "LiC18", "LiC24", "LiC24_AAB")
@@ -231,6 +234,57 @@ def relax(
     opt = {"BFGS": BFGS, "FIRE": FIRE}[optimizer](target, logfile=None)
     converged = bool(opt.run(fmax=fmax, steps=steps))
     return {"energy": float(atoms.get_potential_energy()), "steps": opt.get_number_of_steps(), "converged": converged}
+
+
+# -------------------------------------------------------------------------------- hop paths
+def hop_profiles(frames: Sequence[Atoms], calc=None, energy_key: str = "REF_energy") -> Dict[str, dict]:
+    """Energy along every labelled hop path (frames with ``info["hop"]``), relative to its image 0.
+
+    Returns, per path: ``images`` (indices along the path), ``n_images`` (of the whole path),
+    ``complete`` (every image from the initial state to the middle is there), ``dft`` (eV) and
+    ``dft_barrier`` (the largest; the far half mirrors the near one), and with ``calc`` the same for
+    the model (``model``, ``model_barrier``) on the same geometries.
+    """
+    paths: Dict[str, List[Atoms]] = {}
+    for atoms in frames:
+        if "hop" in atoms.info and energy_key in atoms.info:
+            paths.setdefault(str(atoms.info["hop"]), []).append(atoms)
+    out = {}
+    for name, images in paths.items():
+        images = sorted(images, key=lambda a: int(a.info["image"]))
+        index = [int(a.info["image"]) for a in images]
+        if index[0] != 0:
+            continue  # no initial state yet: nothing to measure from
+        n_images = int(images[0].info["images"])
+        dft = np.array([float(a.info[energy_key]) for a in images])
+        entry = {
+            "images": index,
+            "n_images": n_images,
+            "complete": index == list(range(n_images // 2 + 1)),
+            "dft": (dft - dft[0]).tolist(),
+            "dft_barrier": float((dft - dft[0]).max()),
+        }
+        if calc is not None:
+            model = []
+            for atoms in images:
+                probe = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+                probe.calc = calc
+                model.append(probe.get_potential_energy())
+            model = np.array(model) - model[0]
+            entry.update(model=model.tolist(), model_barrier=float(model.max()))
+        out[name] = entry
+    return out
+
+
+def dft_hop_check(calc, hop: str = "LiC6_vacancy", data: Union[str, Path] = DFT_DATA) -> Optional[dict]:
+    """DFT and model energy along the labelled hop path ``hop`` (active-learning round 2), as
+    :func:`hop_profiles` gives it; None when the data file or the path's initial image is missing."""
+    import ase.io  # noqa: I001
+
+    if not Path(data).is_file():
+        return None
+    frames = [a for a in ase.io.read(data, ":") if a.info.get("hop") == hop]
+    return hop_profiles(frames, calc).get(hop)
 
 
 # -------------------------------------------------------------------------------- command line

@@ -258,6 +258,7 @@ def run(
             }
         )
     res = {"runs": runs, "n_atoms": len(start_cell), "n_li": int((start_cell.numbers == 3).sum()), "hop": hop}
+    res["dft_check"] = common.dft_hop_check(calc)
     done = [r for r in runs if "failed" not in r]
     try:
         res["Ea"], res["D0"] = arrhenius_fit([r["temperature"] for r in done], [r["D"] for r in done])
@@ -299,6 +300,10 @@ def report(res: dict) -> None:
             f"D0 = {fit['D0']:.3e} cm^2/s"
         )
         print(common.compare_range("activation energy (hops)", fit["Ea"], low, high, "eV", "DFT vacancy hop, approx."))
+        check = res.get("dft_check")
+        if check:
+            source = "PBE-D3(BJ) on the labelled 27-atom vacancy-hop path"
+            print(common.compare("activation energy (hops)", fit["Ea"], check["dft_barrier"], "eV", source))
     else:
         print(f"Arrhenius fit of the hop counts not possible: {res['hop_fit_error']}")
     if "fit_error" in res:

@@ -169,6 +169,7 @@ def run(
     res.update(
         {"n_atoms": len(initial), "repeat": tuple(repeat), "end_relaxations": ends, "index": index, "start": start}
     )
+    res["dft_check"] = common.dft_hop_check(calc)
     return res
 
 
@@ -187,6 +188,16 @@ def report(res: dict) -> None:
     print(f"final - initial: {res['reaction_energy']:+.4f} eV (0 by symmetry for a converged relaxation)")
     low, high = REFERENCE_BARRIER
     print(common.compare_range("migration barrier", res["barrier"], low, high, "eV", "DFT, approx., Persson 2010"))
+    check = res.get("dft_check")
+    if check:
+        print(
+            "comparison with the training reference: the labelled vacancy-hop path (active-learning round 2, "
+            f"27 atoms, images {check['images']} of {check['n_images']}, the far half mirrors them):"
+        )
+        for k, dft, model in zip(check["images"], check["dft"], check["model"]):
+            print(f"  image {k}: model {model:+.3f} eV, PBE-D3(BJ) {dft:+.3f} eV")
+        model, dft = check["model_barrier"], check["dft_barrier"]
+        print("  " + common.compare("highest image on that path", model, dft, "eV", "PBE-D3(BJ), data/lic_dft.extxyz"))
 
 
 def plot(res: dict, path) -> None:

@@ -149,7 +149,7 @@ def test_hop_profiles_measure_from_the_initial_image_and_flag_missing_ones(commi
         frames.append(image)
     unlabelled = atoms.copy()
     unlabelled.info.update(hop="other", image=0, images=5)
-    profiles = al.hop_profiles([*frames, unlabelled, atoms.copy()], committee[0])
+    profiles = al.common.hop_profiles([*frames, unlabelled, atoms.copy()], committee[0])
     assert list(profiles) == ["LiC8"]
     p = profiles["LiC8"]
     assert p["images"] == [0, 1, 2] and p["complete"]
@@ -157,5 +157,5 @@ def test_hop_profiles_measure_from_the_initial_image_and_flag_missing_ones(commi
     model = [committee[0].get_potential_energy(f) for f in sorted(frames, key=lambda f: f.info["image"])]
     assert p["model"] == pytest.approx([e - model[0] for e in model], abs=1e-9)
     assert p["model_barrier"] == pytest.approx(max(p["model"]))
-    assert not al.hop_profiles(frames[:2])["LiC8"]["complete"]  # image 1 missing
-    assert al.hop_profiles(frames[::2][:1]) == {}  # no initial state
+    assert not al.common.hop_profiles(frames[:2])["LiC8"]["complete"]  # image 1 missing
+    assert al.common.hop_profiles(frames[::2][:1]) == {}  # no initial state

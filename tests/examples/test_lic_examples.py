@@ -150,6 +150,26 @@ def test_count_hops_counts_site_changes_only():
     assert diffusion.count_hops(shifted, sites, atoms).tolist() == hops.tolist()
 
 
+def test_dft_hop_check_reads_the_labelled_path(calc, tmp_path):
+    from ase.io import write
+
+    cell = common.lic6_vacancy_supercell((2, 1, 1), vacancies=1)
+    frames = []
+    for k, energy in enumerate([-5.0, -4.6, -4.7]):
+        image = cell.copy()
+        image.positions[0, 0] += 0.2 * k
+        image.info.update(hop="LiC6_vacancy", image=k, images=5, REF_energy=energy)
+        frames.append(image)
+    other = cell.copy()
+    other.info.update(hop="LiC8", image=0, images=5, REF_energy=-1.0)
+    write(tmp_path / "data.extxyz", [*frames, other], format="extxyz")
+    check = common.dft_hop_check(calc, data=tmp_path / "data.extxyz")
+    assert check["images"] == [0, 1, 2] and check["dft_barrier"] == pytest.approx(0.4)
+    assert len(check["model"]) == 3 and check["model"][0] == 0.0
+    assert common.dft_hop_check(calc, data=tmp_path / "missing.extxyz") is None
+    assert common.dft_hop_check(calc, hop="LiC18", data=tmp_path / "data.extxyz") is None
+
+
 def test_hop_diffusion_and_its_arrhenius_fit():
     # 10 hops of 4 Å by 2 atoms in 1000 fs in 2D: D = 10 * 16 / (4 * 2 * 1000) Å^2/fs = 0.02 Å^2/fs
     assert diffusion.hop_diffusion(10, 2, 1000.0, 4.0) == pytest.approx(0.002)  # cm^2/s
