@@ -56,12 +56,13 @@ def build_card(
     config: str = "examples/lic/lic.yaml",
     base_run: Optional[Path] = None,
     base_config: str = "examples/lic/lic.yaml",
+    base_hardware: str = HARDWARE,
 ) -> dict:
     """The card's dict. ``base_run``: the run that ``run`` was fine-tuned from (``--init-from``)."""
     parts = json.loads(split.read_text())
     training = _training(run, config, hardware)
     if base_run is not None:
-        training["fine_tuned_from"] = _training(base_run, base_config, hardware)
+        training["fine_tuned_from"] = _training(base_run, base_config, base_hardware)
         training["total_wall_time_h"] = round(training["wall_time_h"] + training["fine_tuned_from"]["wall_time_h"], 2)
     return {
         "name": "lic.pt",
@@ -79,8 +80,9 @@ def build_card(
         "units": {"energy": "eV", "forces": "eV/Å", "stress": "eV/Å^3 (ASE sign)"},
         "intended_use": "Li intercalation in graphite at the PBE-D3(BJ) level: formation energies, "
         "interlayer spacings, Li migration and MD of LixC6 up to about 1400 K.",
-        "limits": "Trained on small cells (<= 28 atoms) near the ideal structures and on short-MD "
-        "snapshots; no surfaces with dangling bonds, no electrolyte, no Li clusters or plating. "
+        "limits": "Trained on small cells (<= 28 atoms) near the ideal structures, on short-MD "
+        "snapshots (300 and 900 K) and on Li hop paths (NEB images of the previous release); no "
+        "surfaces with dangling bonds, no electrolyte, no Li clusters or plating. "
         "It reproduces its PBE-D3(BJ) reference, which puts E_f(LiC6) at about +0.03 eV/Li at the "
         "experimental lattice (vdW-DFT literature: -0.2 to -0.3 eV/Li), mostly because D3(BJ) binds "
         "bcc Li by 0.17 eV/atom: without D3 on the metal and with a larger basis, voltages would lie "
@@ -102,9 +104,18 @@ def main(argv=None) -> None:
     parser.add_argument("--config", default="examples/lic/lic.yaml", help="the run's training config")
     parser.add_argument("--base-run", type=Path, default=None, help="the run that --run fine-tuned (--init-from)")
     parser.add_argument("--base-config", default="examples/lic/lic.yaml", help="the base run's training config")
+    parser.add_argument("--base-hardware", default=HARDWARE, help="what the base run was trained on")
     args = parser.parse_args(argv)
     card = build_card(
-        args.run, args.test, args.valid, args.split, args.hardware, args.config, args.base_run, args.base_config
+        args.run,
+        args.test,
+        args.valid,
+        args.split,
+        args.hardware,
+        args.config,
+        args.base_run,
+        args.base_config,
+        args.base_hardware,
     )
     args.output.write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n")
     print(json.dumps({k: card[k] for k in ("data", "training", "metrics")}, indent=1, ensure_ascii=False)[:3000])

@@ -30,7 +30,7 @@ References (approximate):
   (K. Persson et al., J. Phys. Chem. Lett. 1, 1176 (2010)).  The script extrapolates the
   Arrhenius fit to 300 K for this comparison.
 
-    python examples/lic/diffusion.py                # models/lic.pt, 800-1400 K, 2 ps each (float32)
+    python examples/lic/diffusion.py                # models/lic.pt, 1100-1700 K, 2 ps each (float32)
     python examples/lic/diffusion.py --quick        # 1000 and 1400 K, 0.2 ps each: a smoke test
     python examples/lic/diffusion.py --temperatures 900 1100 1300 --steps 20000 --device cuda
 """
@@ -59,7 +59,7 @@ REFERENCE_EA = (0.3, 0.5)  # eV
 REFERENCE_D300 = (1e-11, 1e-6)  # cm^2/s
 
 QUICK = {"temperatures": (1000.0, 1400.0), "steps": 200, "equilibration": 100}
-FULL = {"temperatures": (800.0, 1000.0, 1200.0, 1400.0), "steps": 2000, "equilibration": 300}
+FULL = {"temperatures": (1100.0, 1300.0, 1500.0, 1700.0), "steps": 2000, "equilibration": 300}
 
 
 def run_md(

@@ -86,8 +86,9 @@ def scan_minimum(d: Sequence[float], e: Sequence[float]) -> float:
     k = int(np.argmin(e))
     if k == 0 or k == len(d) - 1:
         return float(d[k])
-    a, b, _ = np.polyfit(d[k - 1 : k + 2], e[k - 1 : k + 2], 2)
-    return float(-b / (2 * a))
+    # about the lowest point, so that the fit is well conditioned
+    a, b, _ = np.polyfit(d[k - 1 : k + 2] - d[k], e[k - 1 : k + 2] - e[k], 2)
+    return float(d[k] - b / (2 * a))
 
 
 def dft_check(calc, data=DFT_DATA) -> Dict[str, tuple]:
@@ -104,18 +105,19 @@ def dft_check(calc, data=DFT_DATA) -> Dict[str, tuple]:
     frames = ase.io.read(data, ":")
     out = {}
     for name, (formula, reference_id) in DFT_SCANS.items():
-        scan = [
-            a
-            for a in frames
-            if a.get_chemical_formula() == formula
-            and (a.info.get("family") == "graphite_c_scan" or a.info.get("structure_id") == reference_id)
-        ]
+        # the scan points themselves: not the MD snapshots started from them (``*_cscan_md``), which
+        # share their family; one frame per spacing (the reference cell repeats a scan point)
+        scan = {}
+        for a in frames:
+            scan_point = a.info.get("family") == "graphite_c_scan" and str(a.info.get("config_type")).endswith("_cscan")
+            if a.get_chemical_formula() == formula and (scan_point or a.info.get("structure_id") == reference_id):
+                scan.setdefault(round(interlayer_spacing(a), 4), a)
         if len(scan) < 3:
             continue
-        d = [interlayer_spacing(a) for a in scan]
-        dft = [a.info["REF_energy"] / len(a) for a in scan]
+        d = list(scan)
+        dft = [a.info["REF_energy"] / len(a) for a in scan.values()]
         model = []
-        for a in scan:
+        for a in scan.values():
             a = a.copy()
             a.calc = calc
             model.append(a.get_potential_energy() / len(a))

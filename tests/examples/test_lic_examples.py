@@ -306,6 +306,8 @@ def test_dft_checks_compare_model_and_reference_on_the_same_cells(calc):
     spacing = interlayer.dft_check(calc)
     assert set(spacing) == {"graphite", "LiC6"}
     assert 3.2 < spacing["graphite"][1] < 3.4 and 3.5 < spacing["LiC6"][1] < 3.8
+    # the scan points only (13 spacings of graphite, 6 of LiC6): not the MD snapshots of their family
+    assert (spacing["graphite"][2], spacing["LiC6"][2]) == (13, 6)
 
 
 def test_card_reads_every_number_from_the_run_files(tmp_path):
