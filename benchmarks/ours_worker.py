@@ -28,9 +28,14 @@ import sys
 import tempfile
 import time
 
-import ase.io
-import numpy as np
-import torch
+# what ``import attnmace`` before torch does in a user's script (attnmace/__init__.py): huge pages
+# for torch's CPU tensors, read by torch at import. torch comes first below, so set it here, as
+# mace_worker.py does for mace-torch
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
+import ase.io  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import timing  # noqa: E402
