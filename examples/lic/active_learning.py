@@ -188,19 +188,6 @@ def propose(
 
 
 # ------------------------------------------------------------------------------------ hop paths
-def lattice_step(atoms: Atoms, index: int, length: float = 2.46, tol: float = 0.15) -> np.ndarray:
-    """An in-plane graphene lattice vector (|v| = a, about 2.46 Å) from the carbon layer nearest atom
-    ``index``: moving a Li by it takes it from one hexagon centre over a C-C bridge to the next."""
-    carbon = np.flatnonzero(atoms.numbers == 6)
-    dz = np.abs(common.mic_vectors(atoms.positions[carbon] - atoms.positions[index], atoms)[:, 2])
-    layer = carbon[np.abs(dz - dz.min()) < 0.3]
-    vectors = common.mic_vectors(atoms.positions[layer] - atoms.positions[layer[0]], atoms)
-    ok = (np.abs(np.linalg.norm(vectors, axis=1) - length) < tol) & (np.abs(vectors[:, 2]) < 0.3)
-    if not ok.any():
-        raise ValueError(f"no in-plane lattice vector of {length} Å in the layer next to atom {index}")
-    return vectors[np.flatnonzero(ok)[0]] * np.array([1.0, 1.0, 0.0])
-
-
 def hop_path(
     initial: Atoms, final: Atoms, index: int, calc, images: int, via=None, steps: int = 200, relax_steps: int = 300
 ) -> List[Atoms]:
@@ -248,7 +235,7 @@ def hop_structures(calc, images: int = 3, vacancy_images: int = 7) -> List[Atoms
         parent.info.setdefault("family", name)
         index = int(np.flatnonzero(parent.numbers == 3)[0])
         final = parent.copy()
-        final.positions[index] += lattice_step(parent, index)
+        final.positions[index] += common.lattice_step(parent, index)
         keep(hop_path(parent.copy(), final, index, calc, images), name, parent)
     return out
 

@@ -237,6 +237,19 @@ def relax(
 
 
 # -------------------------------------------------------------------------------- hop paths
+def lattice_step(atoms: Atoms, index: int, length: float = 2.46, tol: float = 0.15) -> np.ndarray:
+    """An in-plane graphene lattice vector (|v| = a, about 2.46 Å) from the carbon layer nearest atom
+    ``index``: moving a Li by it takes it from one hexagon centre over a C-C bridge to the next."""
+    carbon = np.flatnonzero(atoms.numbers == 6)
+    dz = np.abs(mic_vectors(atoms.positions[carbon] - atoms.positions[index], atoms)[:, 2])
+    layer = carbon[np.abs(dz - dz.min()) < 0.3]
+    vectors = mic_vectors(atoms.positions[layer] - atoms.positions[layer[0]], atoms)
+    ok = (np.abs(np.linalg.norm(vectors, axis=1) - length) < tol) & (np.abs(vectors[:, 2]) < 0.3)
+    if not ok.any():
+        raise ValueError(f"no in-plane lattice vector of {length} Å in the layer next to atom {index}")
+    return vectors[np.flatnonzero(ok)[0]] * np.array([1.0, 1.0, 0.0])
+
+
 def hop_profiles(frames: Sequence[Atoms], calc=None, energy_key: str = "REF_energy") -> Dict[str, dict]:
     """Energy along every labelled hop path (frames with ``info["hop"]``), relative to its image 0.
 

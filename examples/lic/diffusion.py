@@ -10,12 +10,14 @@ displacement averaged over Li atoms and time origins.  In two dimensions MSD(t) 
     D = slope of MSD(t) / 4        (fitted beyond the first 20 % of the lag times)
 
 A few picoseconds per temperature give only a handful of hops, and the MSD of so few hops is
-noisy, so the script also counts the hops: every recorded frame, each Li is assigned to the Li site
-(occupied or vacant in the start cell) it is within 1 Å of, and a hop is a change of site (time
-spent in between, e.g. at the empty hexagon centre, is not one).  With N hops of length l by n Li
-in time t,
+noisy, so the script also counts the hops: every recorded frame, each Li is assigned to the
+hexagon centre of its gallery it is within 1 Å of (the Li sites, occupied or vacant, and the empty
+centres between them, 2.46 Å apart), and a hop is a change of centre (time spent in between, over a
+C-C bridge, is not one).  With N hops of length l = 2.46 Å by n Li in time t,
 
-    D_hop = N l^2 / (4 n t)        (no correlation factor; the relative error is about 1/sqrt(N))
+    D_hop = N l^2 / (4 n t)        (uncorrelated hops: back-and-forth hops between a site and an
+                                    empty centre count too, so D_hop is an upper bound; the
+                                    relative error is about 1/sqrt(N))
 
 and the weighted Arrhenius fit ln D_hop = ln D0 - Ea / (kB T) (weights sqrt(N); temperatures
 without a hop are left out) gives Ea with its standard error.  At fixed vacancy content Ea is the
@@ -184,6 +186,23 @@ def count_hops(positions: np.ndarray, sites: np.ndarray, atoms: Atoms, capture: 
     return hops
 
 
+def hexagon_centres(cell: Atoms, tol: float = 0.5) -> np.ndarray:
+    """Every hexagon centre of the Li galleries of a LiC6 (vacancy) supercell, ``(n, 3)`` in Å.
+
+    The Li sites (occupied, and vacant from ``info["vacancy_sites"]``) are one third of them; the
+    other two thirds are the same sites moved by one and two graphene lattice vectors (2.46 Å). A Li
+    atom leaving its site first hops to one of those empty centres.
+    """
+    li = cell.positions[cell.numbers == 3]
+    sites = np.concatenate([li, np.asarray(cell.info.get("vacancy_sites", np.zeros((0, 3))))])
+    step = common.lattice_step(cell, int(np.flatnonzero(cell.numbers == 3)[0]))
+    out: list = []
+    for candidate in np.concatenate([sites, sites + step, sites + 2 * step]):
+        if not out or np.linalg.norm(common.mic_vectors(np.array(out) - candidate, cell), axis=1).min() > tol:
+            out.append(candidate)
+    return np.array(out)
+
+
 def hop_diffusion(hops: int, n_atoms: int, duration: float, length: float, dim: int = 2) -> float:
     """D in cm^2/s of ``hops`` uncorrelated hops of ``length`` Å by ``n_atoms`` atoms in ``duration`` fs."""
     return float(hops * length**2 / (2 * dim * n_atoms * duration) * A2_PER_FS_TO_CM2_PER_S)
@@ -229,7 +248,8 @@ def run(
     common.relax(base, fmax=fmax, steps=200, cell=True)
     start_cell = common.lic6_vacancy_supercell(repeat, vacancies=repeat[2], base=base)
     hop = float(base.cell.lengths()[0])  # Li-Li distance in LiC6 = a of the sqrt(3) cell
-    sites = np.concatenate([start_cell.positions[start_cell.numbers == 3], start_cell.info["vacancy_sites"]])
+    sites = hexagon_centres(start_cell)
+    step = hop / np.sqrt(3)  # between neighbouring hexagon centres: a of graphene
     runs = []
     for k, temperature in enumerate(temperatures):
         atoms = start_cell.copy()
@@ -251,13 +271,14 @@ def run(
                 "msd": values,
                 "D": diffusion_coefficient(times[: len(values)], values),
                 "hops": hops,
-                "D_hop": hop_diffusion(hops, positions.shape[1], float(times[-1]), hop),
+                "D_hop": hop_diffusion(hops, positions.shape[1], float(times[-1]), step),
                 "displaced": displaced_fraction(positions, hop),
                 "T_final": float(atoms.get_temperature()),
                 "seconds": time.perf_counter() - t0,
             }
         )
     res = {"runs": runs, "n_atoms": len(start_cell), "n_li": int((start_cell.numbers == 3).sum()), "hop": hop}
+    res.update(step=step, n_sites=len(sites))
     res["dft_check"] = common.dft_hop_check(calc)
     done = [r for r in runs if "failed" not in r]
     try:
@@ -276,6 +297,8 @@ def run(
 def report(res: dict) -> None:
     """Print D per temperature, the Arrhenius parameters and the comparison with references."""
     print(f"LiC6 supercell with Li vacancies: {res['n_atoms']} atoms, {res['n_li']} Li; Li-Li hop {res['hop']:.2f} Å")
+    if "step" in res:
+        print(f"hops counted between the {res['n_sites']} hexagon centres of the galleries, {res['step']:.2f} Å apart")
     for r in res["runs"]:
         if "failed" in r:
             print(

@@ -114,7 +114,7 @@ def test_train_committee_writes_one_model_per_seed(tmp_path):
 def test_lattice_step_moves_a_li_over_a_bridge_to_the_next_hexagon_centre():
     atoms = dict(al.structures.dilute_cells())["LiC8"]
     li = int(np.flatnonzero(atoms.numbers == 3)[0])
-    step = al.lattice_step(atoms, li)
+    step = al.common.lattice_step(atoms, li)
     assert np.linalg.norm(step) == pytest.approx(2.46, abs=0.01) and step[2] == 0.0
     carbon = atoms.positions[atoms.numbers == 6]
 
@@ -131,7 +131,7 @@ def test_a_symmetric_hop_path_is_symmetric_so_its_first_half_is_enough(committee
     atoms = dict(al.structures.dilute_cells())["LiC8"]
     li = int(np.flatnonzero(atoms.numbers == 3)[0])
     final = atoms.copy()
-    final.positions[li] += al.lattice_step(atoms, li)
+    final.positions[li] += al.common.lattice_step(atoms, li)
     path = al.hop_path(atoms.copy(), final, li, committee[0], images=3, steps=5, relax_steps=5)
     assert len(path) == 5
     energies = [image.get_potential_energy() for image in path]

@@ -150,6 +150,18 @@ def test_count_hops_counts_site_changes_only():
     assert diffusion.count_hops(shifted, sites, atoms).tolist() == hops.tolist()
 
 
+def test_hexagon_centres_of_a_vacancy_cell_are_every_empty_and_filled_centre():
+    cell = common.lic6_vacancy_supercell((2, 2, 1), vacancies=1)
+    centres = diffusion.hexagon_centres(cell)
+    assert len(centres) == 12  # 24 carbons per layer, one centre per two carbons
+    carbon = cell.positions[cell.numbers == 6]
+    for centre in centres:  # six carbons at 1.42 Å in-plane around each
+        d = np.linalg.norm(common.mic_vectors(carbon - centre, cell)[:, :2], axis=1)
+        assert (np.abs(d - 1.43) < 0.05).sum() == 6
+    gaps = [np.sort(np.linalg.norm(common.mic_vectors(centres - c, cell), axis=1))[1] for c in centres]
+    assert gaps == pytest.approx([4.31 / np.sqrt(3)] * 12, abs=0.01)
+
+
 def test_dft_hop_check_reads_the_labelled_path(calc, tmp_path):
     from ase.io import write
 
