@@ -11,6 +11,7 @@ over TorchScript, and writes JSON to ``--output``. Results are checked against T
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -18,12 +19,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from ase.build import bulk
+# what ``import attnmace`` before torch does in a user's script: huge pages for torch's CPU tensors
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
-from attnmace import AttnMACECalculator, build_model, export_model
-from attnmace.export import rebuild_eager
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from ase.build import bulk  # noqa: E402
+
+from attnmace import AttnMACECalculator, build_model, export_model  # noqa: E402
+from attnmace.export import rebuild_eager  # noqa: E402
 
 BACKENDS = ("torchscript", "eager", "compile")
 

@@ -7,15 +7,19 @@ Shows how many calls TorchScript's profiling executor needs to settle (64-atom d
 """
 
 import contextlib
+import os
 import sys
 import tempfile
 from pathlib import Path
 from time import perf_counter
 
-import torch
-from ase.build import bulk
+# what ``import attnmace`` before torch does in a user's script: huge pages for torch's CPU tensors
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
-from attnmace import AttnMACECalculator, build_model, export_model
+import torch  # noqa: E402
+from ase.build import bulk  # noqa: E402
+
+from attnmace import AttnMACECalculator, build_model, export_model  # noqa: E402
 
 
 def times(calc, context, atoms, calls: int = 4):
