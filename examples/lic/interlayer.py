@@ -73,8 +73,7 @@ def binding_curve(atoms: Atoms, calc, spacings: Sequence[float]) -> np.ndarray:
     return np.array(energies)
 
 
-#: The unrattled interlayer scans of the DFT data (fixed experimental in-plane lattice).
-DFT_DATA = common.HERE / "data" / "lic_dft.extxyz"
+#: The unrattled interlayer scans of the DFT data (``common.DFT_DATA``; fixed experimental in-plane lattice).
 DFT_SCANS = {"graphite": ("C4", "graphite_ab_000"), "LiC6": ("C6Li", "lic6_000")}
 
 
@@ -91,7 +90,7 @@ def scan_minimum(d: Sequence[float], e: Sequence[float]) -> float:
     return float(d[k] - b / (2 * a))
 
 
-def dft_check(calc, data=DFT_DATA) -> Dict[str, tuple]:
+def dft_check(calc, data=common.DFT_DATA) -> Dict[str, tuple]:
     """Minimum of the DFT interlayer scans and of the model's energies on the same geometries.
 
     The scans (``graphite_c_scan`` frames and the reference cell, unrattled, experimental in-plane

@@ -52,8 +52,7 @@ EXPERIMENT_PLATEAUS = (
 #: E_f(LiC6) per Li from vdW-DFT (Hazrati, de Wijs, Brocks 2014), eV.
 DFT_LIC6_RANGE = (-0.30, -0.20)
 
-#: The labelled DFT data (this project's PBE-D3(BJ) reference) and the ids of its unperturbed cells.
-DFT_DATA = common.HERE / "data" / "lic_dft.extxyz"
+#: The ids of the unperturbed cells in the labelled DFT data (``common.DFT_DATA``).
 DFT_CELLS = {"graphite": "graphite_ab_000", "Li_bcc": "li_bcc_000", "LiC12": "lic12_000", "LiC6": "lic6_000"}
 
 QUICK = {"fmax": 0.05, "relax_steps": 150}
@@ -158,7 +157,7 @@ def run(calc, quick: bool = False, fmax: float = 0.01, relax_steps: int = 400) -
     }
 
 
-def dft_check(calc, data=DFT_DATA) -> Dict[str, Tuple[float, float]]:
+def dft_check(calc, data=common.DFT_DATA) -> Dict[str, Tuple[float, float]]:
     """E_f per Li of LiC12 and LiC6 at the unrelaxed reference cells: ``{name: (model, DFT)}``.
 
     Both from single points on the same geometries (the experimental lattices of
