@@ -386,13 +386,15 @@ def eval_main(argv: Optional[List[str]] = None) -> int:
 
 def _print_metrics(metrics: Dict[str, Any]) -> None:
     rows = [("overall", metrics["overall"])] + sorted(metrics.get("per_config_type", {}).items())
-    print(f"{'config_type':<28}{'frames':>7}{'E RMSE':>10}{'E MAE':>10}{'F RMSE':>10}{'F MAE':>10}")
-    print(f"{'':<28}{'':>7}{'meV/atom':>10}{'meV/atom':>10}{'meV/Å':>10}{'meV/Å':>10}")
+    print(f"{'config_type':<28}{'frames':>7}{'E RMSE':>10}{'E MAE':>10}{'E mean':>10}{'F RMSE':>10}{'F MAE':>10}")
+    print(f"{'':<28}{'':>7}{'meV/atom':>10}{'meV/atom':>10}{'meV/atom':>10}{'meV/Å':>10}{'meV/Å':>10}")
     for name, m in rows:
         print(
             f"{name:<28}{m['n_frames']:>7}{m['energy_rmse_meV_per_atom']:>10.2f}{m['energy_mae_meV_per_atom']:>10.2f}"
+            f"{m['energy_mean_error_meV_per_atom']:>+10.2f}"
             f"{m['forces_rmse_meV_per_A']:>10.1f}{m['forces_mae_meV_per_A']:>10.1f}"
         )
+    print("(E mean: mean signed error per atom, predicted - reference)")
     if "stress_rmse_meV_per_A3" in metrics["overall"]:
         print(f"stress RMSE {metrics['overall']['stress_rmse_meV_per_A3']:.3f} meV/Å^3")
     out = metrics["force_outliers"]

@@ -71,6 +71,7 @@ def _block(preds: List[Dict[str, np.ndarray]]) -> Dict[str, float]:
         "n_atoms": int(sum(p["num_atoms"] for p in preds)),
         "energy_rmse_meV_per_atom": float(np.sqrt(np.mean(de**2))),
         "energy_mae_meV_per_atom": float(np.mean(np.abs(de))),
+        "energy_mean_error_meV_per_atom": float(np.mean(de)),  # predicted - reference: a shared offset
         "forces_rmse_meV_per_A": float(np.sqrt(np.mean(df**2))),
         "forces_mae_meV_per_A": float(np.mean(np.abs(df))),
     }

@@ -31,9 +31,14 @@ KEYS = DataKeys(energy="REF_energy", forces="REF_forces")
 
 
 def evaluate(model_file: Path, data_file: Path, dtype=torch.float32, batch_size: int = 8):
-    """Metrics (overall, per config type, force outliers) of one model file on one dataset."""
+    """Metrics (overall, per config type, force outliers) of one model file on one dataset, and the
+    same errors grouped by the number of atoms per cell (``per_cell_size``)."""
     preds, config_types, meta = evaluate_file(model_file, data_file, KEYS, dtype, batch_size)
-    return compute_metrics(preds, config_types), meta
+    metrics = compute_metrics(preds, config_types)
+    sizes = [int(p["num_atoms"]) for p in preds]
+    by_size = compute_metrics(preds, [f"{n:04d}" for n in sizes])["per_config_type"]
+    metrics["per_cell_size"] = {str(int(k)): v for k, v in by_size.items()}
+    return metrics, meta
 
 
 def budget(run_dir: Path):
@@ -46,8 +51,10 @@ def budget(run_dir: Path):
 
         config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
     steps = int(config.get("max_steps_per_epoch") or 0) * len(rows)
+    best = min(rows, key=lambda r: float(r["valid_loss"])) if rows and "valid_loss" in rows[0] else None
     return {
         "epochs": len(rows),
+        "best_epoch": int(best["epoch"]) if best else len(rows),
         "steps": steps,
         "hours": sum(float(r["seconds"]) for r in rows) / 3600.0,
         "batch_size": config.get("batch_size"),
@@ -69,7 +76,8 @@ def table(results) -> str:
         lines.append(
             f"| {name} | {r['parameters']:,} | {v['energy_rmse_meV_per_atom']:.1f} | {v['forces_rmse_meV_per_A']:.0f} "
             f"| {t['energy_rmse_meV_per_atom']:.1f} | {t['forces_rmse_meV_per_A']:.0f} "
-            f"| {b['epochs']} epochs × {b['steps'] // max(b['epochs'], 1)} steps, {b['hours']:.1f} h "
+            f"| {b['epochs']} epochs × {b['steps'] // max(b['epochs'], 1)} steps "
+            f"(best {b.get('best_epoch', b['epochs'])}), {b['hours']:.1f} h "
             f"| {p[0]} | {p[1]} | {p[2]} |"
         )
     types = sorted({c for r in results.values() for c in r["valid"].get("per_config_type", {})})
@@ -86,6 +94,28 @@ def table(results) -> str:
         lines.append(f"| {c} | {frames} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("(cells: force RMSE meV/Å / energy RMSE meV/atom)")
+    sizes = sorted({int(n) for r in results.values() for n in r["test"].get("per_cell_size", {})})
+    if sizes:
+        lines += ["", "Test set by atoms per cell:", ""]
+        lines.append("| atoms | frames | " + " | ".join(results) + " |")
+        lines.append("|---|---|" + "---|" * len(results))
+        for n in sizes:
+            cells = []
+            frames = 0
+            for r in results.values():
+                m = r["test"].get("per_cell_size", {}).get(str(n))
+                frames = m["n_frames"] if m else frames
+                cells.append(
+                    f"{m['forces_rmse_meV_per_A']:.0f} / {m['energy_rmse_meV_per_atom']:.1f} / "
+                    f"{m['energy_mean_error_meV_per_atom']:+.1f}"
+                    if m
+                    else ""
+                )
+            lines.append(f"| {n} | {frames} | " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            "(cells: force RMSE meV/Å / energy RMSE meV/atom / mean energy error, predicted − reference, meV/atom)",
+        ]
     return "\n".join(lines) + "\n"
 
 

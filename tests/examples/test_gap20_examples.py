@@ -191,17 +191,24 @@ def test_random_carbon_density_and_spacing():
 
 
 def test_comparison_table_and_budget(tmp_path):
-    (tmp_path / "metrics.csv").write_text("epoch,seconds\n1,1800\n2,1800\n")
+    (tmp_path / "metrics.csv").write_text("epoch,seconds,valid_loss\n1,1800,2.0\n2,1800,3.0\n")
     (tmp_path / "config.yaml").write_text("max_steps_per_epoch: 100\nbatch_size: 4\n")
     budget = compare.budget(tmp_path)
     assert budget["epochs"] == 2 and budget["steps"] == 200 and budget["hours"] == pytest.approx(1.0)
-    block = {"energy_rmse_meV_per_atom": 10.0, "forces_rmse_meV_per_A": 300.0, "n_frames": 3}
+    assert budget["best_epoch"] == 1
+    block = {
+        "energy_rmse_meV_per_atom": 10.0,
+        "energy_mean_error_meV_per_atom": -4.0,
+        "forces_rmse_meV_per_A": 300.0,
+        "n_frames": 3,
+    }
     result = {
         "preset": "attention",
         "parameters": 84544,
         "valid": {"overall": block, "per_config_type": {"Graphite": block}},
-        "test": {"overall": block},
+        "test": {"overall": block, "per_cell_size": {"64": block}},
         "budget": budget,
     }
     text = compare.table({"attention": result})
     assert "| attention | 84,544 | 10.0 | 300 |" in text and "163K" in text and "| Graphite | 3 |" in text
+    assert "(best 1)" in text and "| 64 | 3 | 300 / 10.0 / -4.0 |" in text

@@ -88,7 +88,7 @@ def test_outputs_and_yaml_options(tmp_path):
         resolve_options(["--config", str(bad)])
 
 
-def test_eval_matches_calculator(tmp_path):
+def test_eval_matches_calculator(tmp_path, capsys):
     train_main([*TINY, "--max-epochs", "1", "--output-dir", str(tmp_path / "r")])
     report = tmp_path / "eval.json"
     assert (
@@ -118,6 +118,10 @@ def test_eval_matches_calculator(tmp_path):
         assert energy == pytest.approx(pred["energy"], abs=1e-9)
         errors.append((energy - frame.energy) / len(frame.numbers))
     assert metrics["overall"]["n_frames"] == 100
+    per_atom = [(p["energy"] - p["ref_energy"]) / p["num_atoms"] for p in metrics["predictions"]]
+    assert per_atom[:6] == pytest.approx(errors, abs=1e-9)
+    assert metrics["overall"]["energy_mean_error_meV_per_atom"] == pytest.approx(1e3 * np.mean(per_atom))
+    assert "E mean" in capsys.readouterr().out
 
 
 def _final_state(out):
