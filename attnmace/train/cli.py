@@ -187,6 +187,14 @@ def build_trainer(options: Dict[str, Any]) -> Trainer:
     check_species(train_frames, atomic, options["train_file"])
     if options["valid_file"]:
         check_species(valid_frames, atomic, options["valid_file"])
+    e0_view = train_view
+    if options["e0s"] == "isolated":
+        # As in MACE, the single-atom frames define E0 and are not fitted: the model puts an atom
+        # without neighbours at E0 + shift + the readout of its embedding, so a loss on them only
+        # fights the shift (GAP-20: an 8 eV error on one frame, a spike in every epoch drawing it).
+        train_view, valid_view = _without_single_atoms(train_view), _without_single_atoms(valid_view)
+        dropped = len(e0_view) - len(train_view)
+        log.info("e0s isolated: %d single-atom frame(s) set E0 and are left out of the loss", dropped)
 
     output_dir = Path(options["output_dir"])
     checkpoint = output_dir / "checkpoint.pt"
@@ -207,7 +215,7 @@ def build_trainer(options: Dict[str, Any]) -> Trainer:
     else:
         overrides = {k: options[k] for k in _MODEL_FIELDS if options.get(k) is not None}
         overrides["cutoffs"] = tuple(options["cutoffs"])
-        e0s = _e0s(options["e0s"], train_view, atomic)
+        e0s = _e0s(options["e0s"], e0_view, atomic)
         stats = scale_and_shift(train_view, atomic, e0s)
         config = make_config(
             options["preset"],
@@ -279,11 +287,21 @@ class _Subset:
     def __init__(self, frames, indices):
         self.frames, self.indices = frames, list(indices)
 
+    def natoms(self, i: int) -> int:
+        frames = self.frames
+        if hasattr(frames, "num_atoms"):  # an HDF5 file: sizes without reading the frames
+            return int(frames.num_atoms(self.indices[i]))
+        return len(frames[self.indices[i]].numbers)
+
     def __len__(self):
         return len(self.indices)
 
     def __getitem__(self, i):
         return self.frames[self.indices[i]]
+
+
+def _without_single_atoms(view: "_Subset") -> "_Subset":
+    return _Subset(view.frames, [view.indices[i] for i in range(len(view)) if view.natoms(i) > 1])
 
 
 def _setup_distributed(options: Dict[str, Any]) -> None:

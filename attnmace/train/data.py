@@ -200,6 +200,10 @@ class HDF5Dataset:
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
+    def num_atoms(self, index: int) -> int:
+        """Atoms of frame ``index``, without reading the frame."""
+        return int(self.offsets[index + 1] - self.offsets[index])
+
     def __getstate__(self):  # picklable for worker processes: reopen lazily
         state = dict(self.__dict__)
         state["_h5"] = None

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from attnmace import AttnMACECalculator, read_metadata
-from attnmace.train.cli import build_trainer, eval_main, resolve_options, train_main
+from attnmace.train.cli import build_trainer, eval_main, preprocess_main, resolve_options, train_main
 from attnmace.train.data import DataKeys, read_extxyz
 
 FIXTURE = str(Path(__file__).parents[1] / "fixtures" / "gap20_small.extxyz")
@@ -247,3 +247,24 @@ def test_init_from_refuses_what_is_not_a_usable_checkpoint(tmp_path, kind):
         match = {"missing": "no such file", "torchscript": "not a training checkpoint"}[kind]
     with pytest.raises(SystemExit, match=match):
         build_trainer(resolve_options(argv))
+
+
+@pytest.mark.parametrize("fmt", ["extxyz", "h5"])
+def test_isolated_atom_frames_set_e0_and_leave_the_loss(tmp_path, fmt, caplog):
+    data = FIXTURE
+    if fmt == "h5":
+        data = str(tmp_path / "data.h5")
+        assert preprocess_main([FIXTURE, data, "--virial-key", "REF_virial"]) == 0
+    frames = read_extxyz(FIXTURE, DataKeys(virial="REF_virial"))
+    single = [f for f in frames if len(f.numbers) == 1]
+    assert len(single) == 1  # the fixture's Single_Atom frame
+    common = [*TINY, "--train-file", data, "--output-dir", str(tmp_path / "r"), "--lazy"]
+    with caplog.at_level("INFO", logger="attnmace"):
+        trainer = build_trainer(resolve_options([*common, "--e0s", "isolated"]))
+    assert "1 single-atom frame(s) set E0" in caplog.text
+    assert trainer.model.config.e0s == pytest.approx((single[0].energy,))
+    kept = [trainer.train_set[i] for i in range(len(trainer.train_set))]
+    kept += [trainer.valid_set[i] for i in range(len(trainer.valid_set))]
+    assert len(kept) == len(frames) - 1 and min(int(g["num_atoms"].sum()) for g in kept) > 1
+    fitted = build_trainer(resolve_options([*common, "--e0s", "fit"]))  # fitted E0s: the frame stays
+    assert len(fitted.train_set) + len(fitted.valid_set) == len(frames)
