@@ -365,7 +365,9 @@ def _keys_from_arguments(args) -> DataKeys:
 
 def eval_main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="attnmace-eval", description="Evaluate a model file on a dataset.")
-    parser.add_argument("model", help="exported model file or shipped model name")
+    parser.add_argument(
+        "model", help="exported model file, shipped model name, or a training checkpoint.pt (its EMA weights)"
+    )
     parser.add_argument("data", help="extxyz or attnmace .h5 file")
     _add_key_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=8)

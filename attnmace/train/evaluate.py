@@ -6,7 +6,9 @@ import numpy as np
 import torch
 
 from .. import keys
-from ..export import load_model_with_metadata
+from ..config import ModelConfig
+from ..export import load_model_with_metadata, metadata_of
+from ..model import build_model
 from .data import DataKeys, check_species, load_frames
 from .graphs import REF_ENERGY, REF_FORCES, REF_STRESS, STRESS_MASK, GraphDataset, collate_graphs
 
@@ -49,18 +51,39 @@ def evaluate_file(
     batch_size: int = 8,
     device: str = "cpu",
 ) -> Tuple[List[Dict[str, np.ndarray]], List[str], Dict]:
-    """Predictions of an exported model file on every frame of a data file.
+    """Predictions of an exported model file, or of a training ``checkpoint.pt`` (its EMA weights),
+    on every frame of a data file.
 
     Returns the predictions (see :func:`predict`), each frame's ``config_type`` and the model's
     metadata. Raises ``ValueError`` if the data hold elements the model does not know.
     """
-    module, meta = load_model_with_metadata(model_path, device)
+    module, meta = load_for_evaluation(model_path, device)
     module = module.to(dtype)
     frames = load_frames(str(data_path), data_keys)
     check_species(frames, meta["atomic_numbers"], str(data_path))
     dataset = GraphDataset(frames, meta["atomic_numbers"], meta["r_max"], dtype, cache=False, source=str(data_path))
     preds = predict(module, dataset, batch_size, device)
     return preds, [frames[i].config_type for i in range(len(frames))], meta
+
+
+def load_for_evaluation(path, device: str = "cpu") -> Tuple[torch.nn.Module, Dict]:
+    """An exported model and its metadata, or the model of a training checkpoint (``checkpoint.pt``
+    of ``attnmace-train``: the EMA weights when it has them, with ``epoch`` in the metadata)."""
+    try:
+        return load_model_with_metadata(path, device)
+    except ValueError as not_exported:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception:
+            raise not_exported from None
+        if not isinstance(state, dict) or "model_config" not in state or "model" not in state:
+            raise ValueError(f"{path} is neither an exported attnmace model nor a training checkpoint") from None
+        config = ModelConfig.from_dict(state["model_config"])
+        model = build_model(config=config, dtype=torch.float64)
+        model.load_state_dict(state.get("ema") or state["model"])
+        meta = metadata_of(model)
+        meta["epoch"] = state.get("epoch")
+        return model.to(device).eval(), meta
 
 
 def _block(preds: List[Dict[str, np.ndarray]]) -> Dict[str, float]:

@@ -3,7 +3,8 @@
     python examples/gap20/compare.py --data-dir ../shared/data/gap20 --split-dir runs/gap20/data \\
         attention=runs/gap20/attention baseline=runs/gap20/baseline
 
-Each ``name=run_dir`` is a training output folder (``model.pt``, ``metrics.csv``). For every model
+Each ``name=run_dir`` is a training output folder (``model.pt``, ``metrics.csv``; with ``--last``,
+the EMA weights of the last epoch in ``checkpoint.pt`` instead of the best-validation ``model.pt``). For every model
 this evaluates the validation split and ``gap20_amorphous_test.extxyz`` (energy and force RMSE,
 overall and per ``config_type``), reads the training budget from ``metrics.csv`` (epochs, steps,
 wall time), and writes to ``--output``:
@@ -77,7 +78,7 @@ def table(results) -> str:
             f"| {name} | {r['parameters']:,} | {v['energy_rmse_meV_per_atom']:.1f} | {v['forces_rmse_meV_per_A']:.0f} "
             f"| {t['energy_rmse_meV_per_atom']:.1f} | {t['forces_rmse_meV_per_A']:.0f} "
             f"| {b['epochs']} epochs × {b['steps'] // max(b['epochs'], 1)} steps "
-            f"(best {b.get('best_epoch', b['epochs'])}), {b['hours']:.1f} h "
+            f"(model of epoch {b.get('best_epoch', b['epochs'])}), {b['hours']:.1f} h "
             f"| {p[0]} | {p[1]} | {p[2]} |"
         )
     types = sorted({c for r in results.values() for c in r["valid"].get("per_config_type", {})})
@@ -147,16 +148,20 @@ def main(argv=None) -> None:
     parser.add_argument("--split-dir", type=Path, default=Path("runs/gap20/data"))
     parser.add_argument("--output", type=Path, default=Path("examples/gap20/results"))
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument(
+        "--last",
+        action="store_true",
+        help="evaluate each run's last epoch (EMA weights of checkpoint.pt), not its best-validation model.pt",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     results = {}
     for spec in args.runs:
         name, _, run = spec.partition("=")
         run_dir = Path(run)
-        valid, meta = evaluate(run_dir / "model.pt", args.split_dir / "valid.extxyz", getattr(torch, args.dtype))
-        test, _ = evaluate(
-            run_dir / "model.pt", args.data_dir / "gap20_amorphous_test.extxyz", getattr(torch, args.dtype)
-        )
+        model_file = run_dir / ("checkpoint.pt" if args.last else "model.pt")
+        valid, meta = evaluate(model_file, args.split_dir / "valid.extxyz", getattr(torch, args.dtype))
+        test, _ = evaluate(model_file, args.data_dir / "gap20_amorphous_test.extxyz", getattr(torch, args.dtype))
         config = meta["config"]
         results[name] = {
             "preset": "attention" if config.get("heads", 0) > 0 else "baseline",
@@ -165,7 +170,10 @@ def main(argv=None) -> None:
             "valid": valid,
             "test": test,
             "budget": budget(run_dir),
+            "weights": "last epoch (checkpoint.pt)" if args.last else "best validation loss (model.pt)",
         }
+        if args.last:
+            results[name]["budget"]["best_epoch"] = meta.get("epoch")
         print(
             f"{name}: valid F {valid['overall']['forces_rmse_meV_per_A']:.1f} meV/Å, "
             f"test F {test['overall']['forces_rmse_meV_per_A']:.1f} meV/Å"

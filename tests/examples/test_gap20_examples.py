@@ -211,4 +211,35 @@ def test_comparison_table_and_budget(tmp_path):
     }
     text = compare.table({"attention": result})
     assert "| attention | 84,544 | 10.0 | 300 |" in text and "163K" in text and "| Graphite | 3 |" in text
-    assert "(best 1)" in text and "| 64 | 3 | 300 / 10.0 / -4.0 |" in text
+    assert "(model of epoch 1)" in text and "| 64 | 3 | 300 / 10.0 / -4.0 |" in text
+
+
+def test_compare_evaluates_best_and_last_weights_of_a_run(tmp_path):
+    from attnmace.train.cli import train_main
+
+    fixture = Path(__file__).parents[1] / "fixtures" / "gap20_small.extxyz"
+    frames = [a for a in ase.io.read(fixture, ":") if len(a) > 1]
+    (tmp_path / "data").mkdir()
+    ase.io.write(tmp_path / "data" / "valid.extxyz", frames[:6])
+    ase.io.write(tmp_path / "data" / "gap20_amorphous_test.extxyz", frames[6:12])
+    ase.io.write(tmp_path / "data" / "train.extxyz", frames[12:40])
+    run = tmp_path / "run"
+    tiny = ["--channels", "4", "--heads", "2", "--max-l", "1", "--sh-max-l", "1", "--correlation", "2"]
+    tiny += ["--radial-mlp", "8", "--num-radial", "4", "--attn-channels", "2", "--cutoffs", "2.5,3.5"]
+    data = [
+        "--train-file",
+        str(tmp_path / "data" / "train.extxyz"),
+        "--valid-file",
+        str(tmp_path / "data" / "valid.extxyz"),
+    ]
+    train_main([*tiny, *data, "--max-epochs", "2", "--batch-size", "8", "--device", "cpu", "--output-dir", str(run)])
+    common = ["--data-dir", str(tmp_path / "data"), "--split-dir", str(tmp_path / "data"), f"attention={run}"]
+    for last in (False, True):
+        out = tmp_path / f"out{int(last)}"
+        compare.main([*common, "--output", str(out)] + (["--last"] if last else []))
+        result = json.loads((out / "metrics.json").read_text())["attention"]
+        assert result["test"]["overall"]["n_frames"] == 6 and result["parameters"] > 0
+        assert sum(m["n_frames"] for m in result["test"]["per_cell_size"].values()) == 6
+        assert (out / "force_outliers.png").is_file() and "Test set by atoms per cell" in (out / "table.md").read_text()
+        assert ("checkpoint" in result["weights"]) == last
+    assert result["budget"]["best_epoch"] == 2  # --last: the checkpoint's epoch

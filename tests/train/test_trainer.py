@@ -122,6 +122,14 @@ def test_eval_matches_calculator(tmp_path, capsys):
     assert per_atom[:6] == pytest.approx(errors, abs=1e-9)
     assert metrics["overall"]["energy_mean_error_meV_per_atom"] == pytest.approx(1e3 * np.mean(per_atom))
     assert "E mean" in capsys.readouterr().out
+    # the training checkpoint evaluates with its EMA weights: after one epoch those are model.pt's
+    from_checkpoint = tmp_path / "eval_checkpoint.json"
+    assert eval_main([str(tmp_path / "r" / "checkpoint.pt"), FIXTURE, "--json", str(from_checkpoint)]) == 0
+    again = json.loads(from_checkpoint.read_text())["predictions"]
+    assert [p["energy"] for p in again] == pytest.approx([p["energy"] for p in metrics["predictions"]], abs=1e-9)
+    torch.save({"something": "else"}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="neither an exported attnmace model nor a training checkpoint"):
+        eval_main([str(tmp_path / "other.pt"), FIXTURE])
 
 
 def _final_state(out):
