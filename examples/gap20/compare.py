@@ -81,43 +81,42 @@ def table(results) -> str:
             f"(model of epoch {b.get('best_epoch', b['epochs'])}), {b['hours']:.1f} h "
             f"| {p[0]} | {p[1]} | {p[2]} |"
         )
-    types = sorted({c for r in results.values() for c in r["valid"].get("per_config_type", {})})
-    lines += ["", "Validation force RMSE (meV/Å) per config type:", ""]
-    lines.append("| config_type | frames | " + " | ".join(results) + " |")
-    lines.append("|---|---|" + "---|" * len(results))
-    for c in types:
-        cells = []
-        frames = 0
-        for r in results.values():
-            m = r["valid"]["per_config_type"].get(c)
-            frames = m["n_frames"] if m else frames
-            cells.append(f"{m['forces_rmse_meV_per_A']:.0f} / {m['energy_rmse_meV_per_atom']:.1f}" if m else "")
-        lines.append(f"| {c} | {frames} | " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append("(cells: force RMSE meV/Å / energy RMSE meV/atom)")
-    sizes = sorted({int(n) for r in results.values() for n in r["test"].get("per_cell_size", {})})
-    if sizes:
-        lines += ["", "Test set by atoms per cell:", ""]
-        lines.append("| atoms | frames | " + " | ".join(results) + " |")
-        lines.append("|---|---|" + "---|" * len(results))
-        for n in sizes:
-            cells = []
-            frames = 0
-            for r in results.values():
-                m = r["test"].get("per_cell_size", {}).get(str(n))
-                frames = m["n_frames"] if m else frames
-                cells.append(
-                    f"{m['forces_rmse_meV_per_A']:.0f} / {m['energy_rmse_meV_per_atom']:.1f} / "
-                    f"{m['energy_mean_error_meV_per_atom']:+.1f}"
-                    if m
-                    else ""
-                )
-            lines.append(f"| {n} | {frames} | " + " | ".join(cells) + " |")
-        lines += [
-            "",
-            "(cells: force RMSE meV/Å / energy RMSE meV/atom / mean energy error, predicted − reference, meV/atom)",
-        ]
+    lines += _grouped(
+        results,
+        "valid",
+        "per_config_type",
+        "Validation errors per config type:",
+        "config_type",
+        lambda m: f"{m['forces_rmse_meV_per_A']:.0f} / {m['energy_rmse_meV_per_atom']:.1f}",
+        "(cells: force RMSE meV/Å / energy RMSE meV/atom)",
+    )
+    lines += _grouped(
+        results,
+        "test",
+        "per_cell_size",
+        "Test set by atoms per cell:",
+        "atoms",
+        lambda m: (
+            f"{m['forces_rmse_meV_per_A']:.0f} / {m['energy_rmse_meV_per_atom']:.1f} / "
+            f"{m['energy_mean_error_meV_per_atom']:+.1f}"
+        ),
+        "(cells: force RMSE meV/Å / energy RMSE meV/atom / mean energy error, predicted − reference, meV/atom)",
+    )
     return "\n".join(lines) + "\n"
+
+
+def _grouped(results, split, grouping, title, column, cell, legend):
+    """Rows of one grouped table (config types or cell sizes), one column per model."""
+    groups = {g for r in results.values() for g in r[split].get(grouping, {})}
+    if not groups:
+        return []
+    lines = ["", title, "", f"| {column} | frames | " + " | ".join(results) + " |"]
+    lines.append("|---|---|" + "---|" * len(results))
+    for g in sorted(groups, key=lambda g: (int(g), g) if g.isdigit() else (0, g)):
+        found = [r[split].get(grouping, {}).get(g) for r in results.values()]
+        frames = next(m["n_frames"] for m in found if m)
+        lines.append(f"| {g} | {frames} | " + " | ".join(cell(m) if m else "" for m in found) + " |")
+    return lines + ["", legend]
 
 
 def outlier_plot(results, path: Path) -> None:
