@@ -383,7 +383,7 @@ class Trainer:
     # ----------------------------------------------------------------- outputs
     def export_best(self, metrics: Dict[str, Any]) -> None:
         model = self.eval_model()
-        extra = {"epoch": self.epoch + 1, "valid_metrics": metrics["overall"], "training": self.settings.extra}
+        extra = {"epoch": self.epoch, "valid_metrics": metrics["overall"], "training": self.settings.extra}
         export = build_model(config=model.config, dtype=torch.float64)
         export.load_state_dict({k: v.detach().to("cpu", torch.float64) for k, v in model.state_dict().items()})
         export_model(export, self.output_dir / "model.pt", extra=json.loads(json.dumps(extra, default=str)))

@@ -1,5 +1,6 @@
 """Training end to end: outputs, YAML options, kill -9 and resume, evaluation, DDP on 2 CPUs."""
 
+import csv
 import json
 import os
 import signal
@@ -81,6 +82,13 @@ def test_outputs_and_yaml_options(tmp_path):
     assert len(rows) == 3 and "valid_forces_rmse_meV_per_A" in rows[0]
     meta = read_metadata(out / "model.pt")
     assert meta["species"] == ["C"] and meta["cutoffs"] == [2.5, 3.5]
+    with open(out / "metrics.csv") as fh:
+        history = list(csv.DictReader(fh))
+    best = min(history, key=lambda r: float(r["valid_loss"]))
+    assert meta["extra"]["epoch"] == int(best["epoch"])  # the epoch whose weights were exported
+    assert meta["extra"]["valid_metrics"]["forces_rmse_meV_per_A"] == pytest.approx(
+        float(best["valid_forces_rmse_meV_per_A"])
+    )
     assert meta["config"]["avg_num_neighbors"][0] < meta["config"]["avg_num_neighbors"][1]
     with pytest.raises(SystemExit, match="unknown option"):
         bad = tmp_path / "bad.yaml"
