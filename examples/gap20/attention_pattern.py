@@ -70,7 +70,7 @@ def main(argv=None) -> None:
     fig, axes = plt.subplots(1, len(layers), figsize=(5 * len(layers), 3.8), squeeze=False)
     for s, (ax, (dist, w)) in enumerate(zip(axes[0], layers)):
         first, second = shells(dist, w)
-        print(f"layer {s} (cutoff {calc.metadata['cutoffs'][s]} Å, {len(dist)} neighbours of atom {centre}):")
+        print(f"layer {s + 1} (cutoff {calc.metadata['cutoffs'][s]} Å, {len(dist)} neighbours of atom {centre}):")
         for mu in range(w.shape[1]):
             ax.plot(dist, w[:, mu], "o", ms=4, label=f"head {mu + 1}")
             print(
