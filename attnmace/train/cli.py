@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -21,6 +20,7 @@ import yaml
 from ..config import PRESETS, ModelConfig, make_config
 from ..model import build_model
 from ..runtime import retain_freed_memory
+from .checkpoint import read_checkpoint
 from .data import DataKeys, check_species, load_frames, species_in, split_by_config_type, write_hdf5
 from .evaluate import compute_metrics, evaluate_file, parity_plots
 from .graphs import GraphDataset
@@ -200,8 +200,7 @@ def build_trainer(options: Dict[str, Any]) -> Trainer:
     checkpoint = output_dir / "checkpoint.pt"
     initial_weights = None
     if options["resume"] and checkpoint.is_file():
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)["model_config"]
-        config = ModelConfig.from_dict(saved)
+        config = read_checkpoint(checkpoint)[0]
     elif options["init_from"]:
         config, initial_weights = _initial_state(options["init_from"])
         missing = [chemical_symbols[z] for z in atomic if chemical_symbols[z] not in config.species]
@@ -266,19 +265,12 @@ def build_trainer(options: Dict[str, Any]) -> Trainer:
 def _initial_state(path: str):
     """The model configuration and weights (the EMA ones when saved) of a training checkpoint."""
     try:
-        with warnings.catch_warnings():  # a TorchScript file: torch.load warns and loads it as such
-            warnings.filterwarnings("ignore", message=".*TorchScript archive")
-            state = torch.load(path, map_location="cpu", weights_only=False)
+        config, weights, _ = read_checkpoint(path)
     except FileNotFoundError:
         raise SystemExit(f"attnmace-train: --init-from {path}: no such file") from None
-    except Exception as error:  # a TorchScript export, a truncated file, something else
-        raise SystemExit(
-            f"attnmace-train: --init-from {path} is not a training checkpoint (checkpoint.pt of "
-            f"attnmace-train): {type(error).__name__}: {error}"
-        ) from None
-    if not isinstance(state, dict) or "model_config" not in state or "model" not in state:
-        raise SystemExit(f"attnmace-train: --init-from {path} is not a training checkpoint (a checkpoint.pt)")
-    return ModelConfig.from_dict(state["model_config"]), state.get("ema") or state["model"]
+    except ValueError as error:
+        raise SystemExit(f"attnmace-train: --init-from {error}") from None
+    return config, weights
 
 
 class _Subset:

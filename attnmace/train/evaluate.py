@@ -6,9 +6,9 @@ import numpy as np
 import torch
 
 from .. import keys
-from ..config import ModelConfig
 from ..export import load_model_with_metadata, metadata_of
 from ..model import build_model
+from .checkpoint import read_checkpoint
 from .data import DataKeys, check_species, load_frames
 from .graphs import REF_ENERGY, REF_FORCES, REF_STRESS, STRESS_MASK, GraphDataset, collate_graphs
 
@@ -73,14 +73,13 @@ def load_for_evaluation(path, device: str = "cpu") -> Tuple[torch.nn.Module, Dic
         return load_model_with_metadata(path, device)
     except ValueError as not_exported:
         try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception:
-            raise not_exported from None
-        if not isinstance(state, dict) or "model_config" not in state or "model" not in state:
-            raise ValueError(f"{path} is neither an exported attnmace model nor a training checkpoint") from None
-        config = ModelConfig.from_dict(state["model_config"])
+            config, weights, state = read_checkpoint(path)
+        except ValueError:
+            raise ValueError(
+                f"{path} is neither an exported attnmace model nor a training checkpoint: {not_exported}"
+            ) from None
         model = build_model(config=config, dtype=torch.float64)
-        model.load_state_dict(state.get("ema") or state["model"])
+        model.load_state_dict(weights)
         meta = metadata_of(model)
         meta["epoch"] = state.get("epoch")
         return model.to(device).eval(), meta

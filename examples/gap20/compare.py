@@ -36,9 +36,8 @@ def evaluate(model_file: Path, data_file: Path, dtype=torch.float32, batch_size:
     same errors grouped by the number of atoms per cell (``per_cell_size``)."""
     preds, config_types, meta = evaluate_file(model_file, data_file, KEYS, dtype, batch_size)
     metrics = compute_metrics(preds, config_types)
-    sizes = [int(p["num_atoms"]) for p in preds]
-    by_size = compute_metrics(preds, [f"{n:04d}" for n in sizes])["per_config_type"]
-    metrics["per_cell_size"] = {str(int(k)): v for k, v in by_size.items()}
+    sizes = [str(p["num_atoms"]) for p in preds]  # the table sorts them as numbers
+    metrics["per_cell_size"] = compute_metrics(preds, sizes)["per_config_type"]
     return metrics, meta
 
 

@@ -1,0 +1,32 @@
+"""Reading the ``checkpoint.pt`` that ``attnmace-train`` writes (for fine-tuning and evaluation)."""
+
+import warnings
+from typing import Any, Dict, Tuple
+
+import torch
+
+from ..config import ModelConfig
+
+
+def read_checkpoint(path) -> Tuple[ModelConfig, Dict[str, torch.Tensor], Dict[str, Any]]:
+    """The model configuration, the weights (the EMA ones when saved) and the whole state of a
+    training checkpoint.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not a training checkpoint (a TorchScript export, a truncated file,
+            something else); the message says which.
+    """
+    try:
+        with warnings.catch_warnings():  # a TorchScript file: torch.load warns and loads it as such
+            warnings.filterwarnings("ignore", message=".*TorchScript archive")
+            state = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except Exception as error:
+        raise ValueError(
+            f"{path} is not a training checkpoint (checkpoint.pt of attnmace-train): {type(error).__name__}: {error}"
+        ) from None
+    if not isinstance(state, dict) or "model_config" not in state or "model" not in state:
+        raise ValueError(f"{path} is not a training checkpoint (a checkpoint.pt)")
+    return ModelConfig.from_dict(state["model_config"]), state.get("ema") or state["model"], state
