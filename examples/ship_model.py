@@ -3,7 +3,8 @@
     python examples/ship_model.py runs/gap20/attention/model.pt models/gap20.pt \\
         --card examples/gap20/card.json --fixture tests/fixtures/gap20_small.extxyz --frames 0,1,2
 
-Rebuilds the eager model from the trained file, re-exports it (TorchScript, float64 weights) with
+Rebuilds the eager model from the trained file (an exported ``model.pt``, or a ``checkpoint.pt``
+for its EMA weights), re-exports it (TorchScript, float64 weights) with
 the card's JSON (data, citation, licence, metrics, budget) in its metadata under ``extra``, and
 writes ``tests/fixtures/<name>_reference.json``: the energy and forces of the chosen fixture frames
 computed with the exported file through ``AttnMACECalculator`` in float64. The test
@@ -19,6 +20,7 @@ import numpy as np
 
 from attnmace import AttnMACECalculator, export_model
 from attnmace.export import read_metadata, rebuild_eager
+from attnmace.train.checkpoint import model_from_checkpoint
 
 
 def reference_values(model_file: Path, fixture: Path, frames):
@@ -41,14 +43,19 @@ def reference_values(model_file: Path, fixture: Path, frames):
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("trained", type=Path, help="model file written by attnmace-train")
+    parser.add_argument(
+        "trained", type=Path, help="model.pt or checkpoint.pt (its EMA weights) written by attnmace-train"
+    )
     parser.add_argument("output", type=Path, help="e.g. models/gap20.pt")
     parser.add_argument("--card", type=Path, help="JSON with the model card's data (stored in the metadata)")
     parser.add_argument("--fixture", type=Path, required=True, help="extxyz with a few frames shipped in tests/")
     parser.add_argument("--frames", default="0,1,2")
     args = parser.parse_args(argv)
-    model = rebuild_eager(args.trained)
-    extra = dict(read_metadata(args.trained).get("extra", {}))
+    try:
+        model = rebuild_eager(args.trained)
+        extra = dict(read_metadata(args.trained).get("extra", {}))
+    except ValueError:  # a training checkpoint.pt: its EMA weights
+        model, extra = model_from_checkpoint(args.trained)
     if args.card:
         extra["card"] = json.loads(args.card.read_text())
     export_model(model, args.output, extra=extra)

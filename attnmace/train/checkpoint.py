@@ -1,11 +1,16 @@
-"""Reading the ``checkpoint.pt`` that ``attnmace-train`` writes (for fine-tuning and evaluation)."""
+"""Reading the ``checkpoint.pt`` that ``attnmace-train`` writes (for fine-tuning, evaluation and
+export)."""
 
+import os
 import warnings
-from typing import Any, Dict, Tuple
+from pathlib import Path
+from typing import Any, Dict, Tuple, Union
 
 import torch
 
 from ..config import ModelConfig
+from ..export import export_model
+from ..model import AttnMACE, build_model
 
 
 def read_checkpoint(path) -> Tuple[ModelConfig, Dict[str, torch.Tensor], Dict[str, Any]]:
@@ -30,3 +35,31 @@ def read_checkpoint(path) -> Tuple[ModelConfig, Dict[str, torch.Tensor], Dict[st
     if not isinstance(state, dict) or "model_config" not in state or "model" not in state:
         raise ValueError(f"{path} is not a training checkpoint (a checkpoint.pt)")
     return ModelConfig.from_dict(state["model_config"]), state.get("ema") or state["model"], state
+
+
+def model_from_checkpoint(path) -> Tuple[AttnMACE, Dict[str, Any]]:
+    """An eager float64 model with the weights of a training checkpoint (the EMA ones when saved),
+    and the metadata an export of it records under ``extra``: the epoch of those weights, that
+    epoch's validation metrics and the training settings' ``extra``.
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`read_checkpoint`.
+    """
+    config, weights, state = read_checkpoint(path)
+    model = build_model(config=config, dtype=torch.float64)
+    model.load_state_dict(weights)
+    history = state.get("history") or [{}]
+    extra = {
+        "epoch": state.get("epoch"),
+        "weights": "ema" if state.get("ema") else "raw",
+        "valid_metrics": {k[len("valid_") :]: v for k, v in history[-1].items() if k.startswith("valid_")},
+        "training": (state.get("settings") or {}).get("extra", {}),
+    }
+    return model.eval(), extra
+
+
+def export_checkpoint(path, output: Union[str, os.PathLike]) -> Path:
+    """Export the weights of a training checkpoint (the EMA ones when saved) as a model file, like
+    the ``model.pt`` the trainer exports for its best validation epoch. Returns the path written."""
+    model, extra = model_from_checkpoint(path)
+    return export_model(model, output, extra=extra)

@@ -1,4 +1,5 @@
-"""Command-line tools: ``attnmace-train``, ``attnmace-eval`` and ``attnmace-preprocess``.
+"""Command-line tools: ``attnmace-train``, ``attnmace-eval``, ``attnmace-export`` and
+``attnmace-preprocess``.
 
 Every ``attnmace-train`` flag can also be set in a YAML file given with ``--config`` (keys are the
 flag names with ``_`` or ``-``); a flag given on the command line wins over the file.
@@ -18,9 +19,10 @@ import torch
 import yaml
 
 from ..config import PRESETS, ModelConfig, make_config
+from ..export import read_metadata
 from ..model import build_model
 from ..runtime import retain_freed_memory
-from .checkpoint import read_checkpoint
+from .checkpoint import export_checkpoint, read_checkpoint
 from .data import DataKeys, check_species, load_frames, species_in, split_by_config_type, write_hdf5
 from .evaluate import compute_metrics, evaluate_file, parity_plots
 from .graphs import GraphDataset
@@ -396,6 +398,22 @@ def eval_main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
+def export_main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="attnmace-export",
+        description="Export the weights of a training checkpoint.pt (the EMA ones when saved) as a model "
+        "file that AttnMACECalculator loads: e.g. the last epoch's, where model.pt holds the best validation "
+        "epoch's.",
+    )
+    parser.add_argument("checkpoint", help="checkpoint.pt written by attnmace-train")
+    parser.add_argument("output", help="model file to write, e.g. last.pt")
+    args = parser.parse_args(argv)
+    path = export_checkpoint(args.checkpoint, args.output)
+    extra = read_metadata(path)["extra"]
+    print(f"wrote {path}: {extra['weights'].upper()} weights of epoch {extra['epoch']}")
+    return 0
+
+
 def _print_metrics(metrics: Dict[str, Any]) -> None:
     rows = [("overall", metrics["overall"])] + sorted(metrics.get("per_config_type", {}).items())
     print(f"{'config_type':<28}{'frames':>7}{'E RMSE':>10}{'E MAE':>10}{'E mean':>10}{'F RMSE':>10}{'F MAE':>10}")
@@ -443,6 +461,10 @@ def train() -> None:
 
 def evaluate() -> None:
     _run(eval_main)
+
+
+def export() -> None:
+    _run(export_main)
 
 
 def preprocess() -> None:

@@ -7,8 +7,7 @@ import torch
 
 from .. import keys
 from ..export import load_model_with_metadata, metadata_of
-from ..model import build_model
-from .checkpoint import read_checkpoint
+from .checkpoint import model_from_checkpoint
 from .data import DataKeys, check_species, load_frames
 from .graphs import REF_ENERGY, REF_FORCES, REF_STRESS, STRESS_MASK, GraphDataset, collate_graphs
 
@@ -73,16 +72,14 @@ def load_for_evaluation(path, device: str = "cpu") -> Tuple[torch.nn.Module, Dic
         return load_model_with_metadata(path, device)
     except ValueError as not_exported:
         try:
-            config, weights, state = read_checkpoint(path)
+            model, extra = model_from_checkpoint(path)
         except ValueError:
             raise ValueError(
                 f"{path} is neither an exported attnmace model nor a training checkpoint: {not_exported}"
             ) from None
-        model = build_model(config=config, dtype=torch.float64)
-        model.load_state_dict(weights)
         meta = metadata_of(model)
-        meta["epoch"] = state.get("epoch")
-        return model.to(device).eval(), meta
+        meta["epoch"] = extra["epoch"]
+        return model.to(device), meta
 
 
 def _block(preds: List[Dict[str, np.ndarray]]) -> Dict[str, float]:

@@ -15,8 +15,17 @@ import pytest
 import torch
 import yaml
 
-from attnmace import AttnMACECalculator, read_metadata
-from attnmace.train.cli import build_trainer, eval_main, preprocess_main, resolve_options, train_main
+from attnmace import AttnMACECalculator, build_model, keys, read_metadata
+from attnmace.config import ModelConfig
+from attnmace.graph import atoms_to_graph
+from attnmace.train.cli import (
+    build_trainer,
+    eval_main,
+    export_main,
+    preprocess_main,
+    resolve_options,
+    train_main,
+)
 from attnmace.train.data import DataKeys, read_extxyz
 
 FIXTURE = str(Path(__file__).parents[1] / "fixtures" / "gap20_small.extxyz")
@@ -138,6 +147,31 @@ def test_eval_matches_calculator(tmp_path, capsys):
     torch.save({"something": "else"}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="neither an exported attnmace model nor a training checkpoint"):
         eval_main([str(tmp_path / "other.pt"), FIXTURE])
+
+
+def test_export_writes_the_last_epochs_ema_weights_of_a_checkpoint(tmp_path, capsys):
+    run = tmp_path / "r"
+    assert train_main([*TINY, "--max-epochs", "2", "--output-dir", str(run)]) == 0
+    assert export_main([str(run / "checkpoint.pt"), str(tmp_path / "last.pt")]) == 0
+    assert "EMA weights of epoch 2" in capsys.readouterr().out
+    extra = read_metadata(tmp_path / "last.pt")["extra"]
+    with open(run / "metrics.csv") as fh:
+        last_row = list(csv.DictReader(fh))[-1]
+    assert extra["epoch"] == 2 and extra["weights"] == "ema"
+    assert extra["valid_metrics"]["forces_rmse_meV_per_A"] == pytest.approx(
+        float(last_row["valid_forces_rmse_meV_per_A"])
+    )
+    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    model = build_model(config=ModelConfig.from_dict(state["model_config"]), dtype=torch.float64)
+    model.load_state_dict(state["ema"])
+    atoms = read_extxyz(FIXTURE, DataKeys())[5].to_atoms()
+    energy = AttnMACECalculator(tmp_path / "last.pt", device="cpu").get_potential_energy(atoms)
+    graph = atoms_to_graph(atoms, model.config.atomic_numbers, model.r_max)
+    assert energy == pytest.approx(model(graph, compute_forces=False)[keys.ENERGY].sum().item(), abs=1e-9)
+    torch.save({"something": "else"}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a training checkpoint"):
+        export_main([str(tmp_path / "other.pt"), str(tmp_path / "x.pt")])
+    assert not (tmp_path / "x.pt").exists()
 
 
 def _final_state(out):
