@@ -1,15 +1,12 @@
 """Reading the ``checkpoint.pt`` that ``attnmace-train`` writes (for fine-tuning, evaluation and
-export)."""
+``attnmace-export``)."""
 
-import os
 import warnings
-from pathlib import Path
-from typing import Any, Dict, Tuple, Union
+from typing import Any, Dict, Tuple
 
 import torch
 
 from ..config import ModelConfig
-from ..export import export_model
 from ..model import AttnMACE, build_model
 
 
@@ -56,10 +53,3 @@ def model_from_checkpoint(path) -> Tuple[AttnMACE, Dict[str, Any]]:
         "training": (state.get("settings") or {}).get("extra", {}),
     }
     return model.eval(), extra
-
-
-def export_checkpoint(path, output: Union[str, os.PathLike]) -> Path:
-    """Export the weights of a training checkpoint (the EMA ones when saved) as a model file, like
-    the ``model.pt`` the trainer exports for its best validation epoch. Returns the path written."""
-    model, extra = model_from_checkpoint(path)
-    return export_model(model, output, extra=extra)

@@ -19,10 +19,10 @@ import torch
 import yaml
 
 from ..config import PRESETS, ModelConfig, make_config
-from ..export import read_metadata
+from ..export import export_model
 from ..model import build_model
 from ..runtime import retain_freed_memory
-from .checkpoint import export_checkpoint, read_checkpoint
+from .checkpoint import model_from_checkpoint, read_checkpoint
 from .data import DataKeys, check_species, load_frames, species_in, split_by_config_type, write_hdf5
 from .evaluate import compute_metrics, evaluate_file, parity_plots
 from .graphs import GraphDataset
@@ -408,8 +408,8 @@ def export_main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("checkpoint", help="checkpoint.pt written by attnmace-train")
     parser.add_argument("output", help="model file to write, e.g. last.pt")
     args = parser.parse_args(argv)
-    path = export_checkpoint(args.checkpoint, args.output)
-    extra = read_metadata(path)["extra"]
+    model, extra = model_from_checkpoint(args.checkpoint)
+    path = export_model(model, args.output, extra=extra)
     print(f"wrote {path}: {extra['weights'].upper()} weights of epoch {extra['epoch']}")
     return 0
 
