@@ -1,6 +1,6 @@
 """Ship a trained model: export it into ``models/`` with its card data, and record fixture values.
 
-    python examples/ship_model.py runs/gap20/attention/model.pt models/gap20.pt \\
+    python examples/ship_model.py examples/gap20/training/attention/model.pt models/gap20.pt \\
         --card examples/gap20/card.json --fixture tests/fixtures/gap20_small.extxyz --frames 0,1,2
 
 Rebuilds the eager model from the trained file (an exported ``model.pt``, or a ``checkpoint.pt``

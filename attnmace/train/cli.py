@@ -89,6 +89,12 @@ TRAIN_OPTIONS: Dict[str, tuple] = {
     "stress_weight": (float, 1.0, "loss weight of stress"),
     "huber_delta": (float, 0.0, "Huber loss delta (0: squared error)"),
     "max_steps_per_epoch": (int, 0, "cap on steps per epoch (0: all)"),
+    "max_hours": (
+        float,
+        0.0,
+        "wall-time budget of this invocation: no epoch is started that would end after it, judged "
+        "by its longest epoch so far (0: none); continue later with --resume",
+    ),
     "device": (str, None, "cpu or cuda (default: cuda if available)"),
     "dtype": (str, "float32", "float32 or float64 training"),
     "seed": (int, 0, "seed of initial weights, split and batch order"),

@@ -58,6 +58,7 @@ class TrainSettings:
     device: str = "cpu"
     dtype: str = "float32"
     max_steps_per_epoch: int = 0  # > 0: cap (quick tests)
+    max_hours: float = 0.0  # > 0: no epoch is started that would end after this much wall time
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -290,6 +291,15 @@ class Trainer:
         compute_loss(out, batch, self.loss_weights)["total"].backward()
         self.optimizer.zero_grad(set_to_none=True)
 
+    def _out_of_time(self, mine: bool) -> bool:
+        """Whether any rank's clock says the next epoch would end after the limit (all ranks stop
+        together, so none waits for the others' gradients)."""
+        if _world() == 1:
+            return mine
+        flag = torch.tensor([1.0 if mine else 0.0], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item() > 0)
+
     def _update_ema(self) -> None:
         if self.ema is None:
             return
@@ -316,7 +326,12 @@ class Trainer:
         return {"valid_loss": loss, "metrics": metrics}
 
     def fit(self) -> Dict[str, Any]:
-        """Train until ``max_epochs``, early stopping, or the end of the schedule."""
+        """Train until ``max_epochs``, early stopping, or ``max_hours`` of wall time.
+
+        With ``max_hours`` no epoch is started that would end after the limit, judged by the
+        longest epoch of this process so far, so the last checkpoint is written in time (a session
+        or a GPU lease that ends at a fixed time keeps it). The first epoch always runs.
+        """
         s = self.settings
         if _rank() == 0:
             self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -327,8 +342,23 @@ class Trainer:
                 len(self.valid_set),
             )
         last_metrics: Dict[str, Any] = {}
+        started = time.perf_counter()
+        longest = 0.0  # the longest epoch of this process: the time the next one is expected to take
         self._warm_up()
         while self.epoch < s.max_epochs and self.bad_epochs < s.patience:
+            if (
+                s.max_hours > 0
+                and longest > 0
+                and self._out_of_time(time.perf_counter() - started + longest > 3600.0 * s.max_hours)
+            ):
+                if _rank() == 0:
+                    log.info(
+                        "time limit: another epoch (%.0f s) would end after --max-hours %g; stopping after epoch %d",
+                        longest,
+                        s.max_hours,
+                        self.epoch,
+                    )
+                break
             epoch = self.epoch + 1
             start = time.perf_counter()
             row: Dict[str, Any] = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
@@ -352,6 +382,7 @@ class Trainer:
             else:
                 self.bad_epochs += 1
             row["seconds"] = time.perf_counter() - start
+            longest = max(longest, row["seconds"])
             self.history.append(row)
             self.epoch = epoch
             if _rank() == 0:

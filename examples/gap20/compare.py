@@ -1,7 +1,7 @@
 """The Table-1 comparison on our GAP-20 split: baseline against attention, same data and budget.
 
     python examples/gap20/compare.py --data-dir ../shared/data/gap20 --split-dir runs/gap20/data \\
-        attention=runs/gap20/attention baseline=runs/gap20/baseline
+        attention=examples/gap20/training/attention baseline=examples/gap20/training/baseline
 
 Each ``name=run_dir`` is a training output folder (``model.pt``, ``metrics.csv``; with ``--last``,
 the EMA weights of the last epoch in ``checkpoint.pt`` instead of the best-validation ``model.pt``). For every model

@@ -243,3 +243,39 @@ def test_compare_evaluates_best_and_last_weights_of_a_run(tmp_path):
         assert (out / "force_outliers.png").is_file() and "Test set by atoms per cell" in (out / "table.md").read_text()
         assert ("checkpoint" in result["weights"]) == last
     assert result["budget"]["best_epoch"] == 2  # --last: the checkpoint's epoch
+
+
+def _recipe(name):
+    from attnmace.train.cli import resolve_options
+
+    return resolve_options(["--config", str(GAP20 / f"{name}.yaml")])
+
+
+def test_recipe_configs_differ_only_in_preset_and_output_dir():
+    attention, baseline = _recipe("attention"), _recipe("baseline")
+    assert {k for k in attention if attention[k] != baseline[k]} == {"preset", "output_dir"}
+    assert (attention["preset"], baseline["preset"]) == ("attention", "baseline")
+    # the runs are committed so that they resume across sessions; runs/ is ignored by git
+    for options in (attention, baseline):
+        assert Path(options["output_dir"]).parts[:3] == ("examples", "gap20", "training")
+        assert options["patience"] > options["max_epochs"]  # no early stopping on the noisy validation
+
+
+def test_committed_attention_run_resumes_with_the_recipe():
+    """The committed checkpoint is the run of ``attention.yaml``: ``--resume`` continues it."""
+    from dataclasses import fields
+
+    from attnmace.train.checkpoint import read_checkpoint
+    from attnmace.train.trainer import TrainSettings
+
+    options = _recipe("attention")
+    run = Path(__file__).parents[2] / options["output_dir"]
+    config, weights, state = read_checkpoint(run / "checkpoint.pt")
+    assert state["ema"] is not None and set(weights) == set(state["model"])
+    assert config.cutoffs == tuple(options["cutoffs"]) and config.heads == 4 and config.channels == 16
+    # the device and the time budget belong to one invocation, not to the recipe
+    settings = {f.name for f in fields(TrainSettings)} - {"device", "extra", "max_hours"}
+    assert {k: state["settings"][k] for k in settings} == {k: options[k] for k in settings}
+    with open(run / "metrics.csv") as fh:
+        rows = fh.read().splitlines()[1:]
+    assert len(rows) == state["epoch"] == len(state["history"]) > 0

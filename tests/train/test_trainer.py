@@ -318,3 +318,16 @@ def test_isolated_atom_frames_set_e0_and_leave_the_loss(tmp_path, fmt, caplog):
     assert len(kept) == len(frames) - 1 and min(int(g["num_atoms"].sum()) for g in kept) > 1
     fitted = build_trainer(resolve_options([*common, "--e0s", "fit"]))  # fitted E0s: the frame stays
     assert len(fitted.train_set) + len(fitted.valid_set) == len(frames)
+
+
+def test_max_hours_stops_before_an_epoch_that_would_end_late(tmp_path, caplog):
+    out = tmp_path / "run"
+    base = [*TINY, "--output-dir", str(out), "--max-steps-per-epoch", "2", "--max-epochs", "50"]
+    caplog.set_level("INFO")
+    # a limit shorter than one epoch: the first epoch runs (its checkpoint is written), no second
+    assert train_main([*base, "--max-hours", "1e-9"]) == 0
+    assert _final_state(out)["epoch"] == 1 and "time limit" in caplog.text
+    # --resume continues with a fresh budget; a generous one leaves max_epochs to end the run
+    assert train_main([*base, "--max-epochs", "3", "--resume", "--max-hours", "1"]) == 0
+    state = _final_state(out)
+    assert state["epoch"] == 3 and len(state["history"]) == 3
