@@ -18,7 +18,7 @@ from . import keys
 from ._version import __version__
 from .export import eager_from_scripted, load_model_with_metadata, metadata_of
 from .graph import NeighbourListCache, atoms_to_graph
-from .model import AttnMACE, build_model
+from .model import AttnMACE, build_model, copy_weights
 from .runtime import retain_freed_memory
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -157,8 +157,8 @@ class AttnMACECalculator(Calculator):
             raise ValueError("low_memory needs the eager model: it cannot be combined with compile or torchscript=True")
         if isinstance(model, AttnMACE):
             self.metadata: Dict[str, Any] = metadata_of(model)
-            module: torch.nn.Module = build_model(config=model.config)  # a copy: the caller's model is untouched
-            module.load_state_dict(model.state_dict())
+            # a copy: the caller's model is untouched
+            module: torch.nn.Module = copy_weights(model, build_model(config=model.config))
         elif isinstance(model, torch.nn.Module):
             raise TypeError("pass an AttnMACE model or the path of an exported model file")
         else:

@@ -16,7 +16,7 @@ from e3nn.util.jit import script
 
 from ._version import __version__
 from .config import ModelConfig
-from .model import AttnMACE, build_model, count_parameters
+from .model import AttnMACE, build_model, copy_weights, count_parameters
 
 #: Version of the file layout (metadata keys and model forward interface). Files with a newer
 #: format than this are refused with a message; older formats are read.
@@ -154,8 +154,7 @@ def load_model(path: Union[str, os.PathLike], device: Union[str, torch.device] =
 def eager_from_scripted(module: torch.nn.Module, metadata: Dict[str, Any]) -> AttnMACE:
     """An eager :class:`AttnMACE` with the configuration in ``metadata`` and the weights of ``module``."""
     model = build_model(config=ModelConfig.from_dict(metadata["config"]), dtype=getattr(torch, metadata["dtype"]))
-    model.load_state_dict(module.state_dict())
-    return model
+    return copy_weights(module, model)  # the file's product bases too: its weights are learned against them
 
 
 def rebuild_eager(path: Union[str, os.PathLike]) -> AttnMACE:

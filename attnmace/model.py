@@ -1,5 +1,6 @@
 """The AttnMACE model: MACE with geometric attention and layer-dependent cutoffs."""
 
+import functools
 from typing import Dict, List, Optional
 
 import torch
@@ -264,3 +265,33 @@ def build_model(
 def count_parameters(model: torch.nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def copy_weights(source: torch.nn.Module, target: AttnMACE) -> AttnMACE:
+    """Give ``target`` the weights of ``source`` (an :class:`AttnMACE` of the same configuration,
+    or its TorchScript export) and its product bases, which the weights are learned against.
+
+    A model rebuilds its other derived tensors exactly from the configuration, but the coupling
+    basis of the symmetric contraction is one of many orthonormal bases of the same space. The
+    present construction is the same on every machine (:func:`~attnmace.nn.product.orthonormal_rows`);
+    files exported before it hold a basis that an SVD chose on the exporting machine, and their
+    weights only mean what they meant there with that basis. So the basis travels with the weights.
+
+    Raises:
+        ValueError: ``source`` has no product basis of the target's shape at one of its blocks.
+    """
+    target.load_state_dict(source.state_dict())
+    for name, block in target.named_modules():
+        if not isinstance(block, SymmetricContraction):
+            continue
+        try:
+            basis = functools.reduce(getattr, name.split("."), source).basis  # ScriptModules lack get_submodule
+        except AttributeError:
+            raise ValueError(f"the source model has no product basis at {name}") from None
+        if basis.shape != block.basis.shape:
+            raise ValueError(
+                f"product basis of {name} is {tuple(basis.shape)} in the source, {tuple(block.basis.shape)} here"
+            )
+        with torch.no_grad():
+            block.basis.copy_(basis.to(device=block.basis.device, dtype=block.basis.dtype))
+    return target

@@ -1,5 +1,6 @@
 """TorchScript export: round trip, metadata, versioning and bad files."""
 
+import copy
 import json
 import zipfile
 
@@ -57,6 +58,33 @@ def test_rebuild_eager_has_same_weights(exported):
     ref = tiny_model(2, species=("Li", "C"))
     for (name, p), (_, q) in zip(model.state_dict().items(), ref.state_dict().items()):
         assert torch.equal(p, q), name
+
+
+def test_a_file_keeps_the_product_basis_its_weights_were_learned_with(tmp_path):
+    """A file exported on a machine whose basis differs (here: the basis vectors
+    of every second path with the other sign, an equally valid orthonormal basis) gives its own
+    energies when rebuilt."""
+    from attnmace import AttnMACECalculator
+    from attnmace.nn import SymmetricContraction
+
+    model = copy.deepcopy(tiny_model(2, species=("Li", "C")))  # the helper's model is shared
+    with torch.no_grad():
+        for block in model.modules():
+            if isinstance(block, SymmetricContraction):
+                block.basis[1::2].neg_()
+    path = tmp_path / "other_machine.pt"
+    export_model(model, path)
+    atoms = diamond()
+    energies = {}
+    for torchscript in (False, True):
+        atoms.calc = AttnMACECalculator(path, device="cpu", torchscript=torchscript)
+        energies[torchscript] = atoms.get_potential_energy()
+    assert energies[False] == pytest.approx(energies[True], rel=1e-12)
+    atoms.calc = AttnMACECalculator(tiny_model(2, species=("Li", "C")), device="cpu")  # this machine's basis
+    assert abs(atoms.get_potential_energy() - energies[True]) > 1e-6  # the flip matters
+    # an eager model passed to the calculator keeps its basis as well
+    atoms.calc = AttnMACECalculator(rebuild_eager(path), device="cpu")
+    assert atoms.get_potential_energy() == pytest.approx(energies[True], rel=1e-12)
 
 
 def test_missing_file(tmp_path):

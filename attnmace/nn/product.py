@@ -59,7 +59,9 @@ def coupling_basis(l_a: int, out_l: int, order: int) -> torch.Tensor:
     ``A`` has the natural-parity irreps ``0e + 1o + ... + l_a`` (dimension ``(l_a + 1)**2``), the
     output transforms as the natural-parity irrep ``out_l``. Candidates are all coupling trees
     ``((l1 ⊗ l2) → l12) ⊗ l3 → L`` built from e3nn's real Wigner 3j symbols; they are folded to
-    monomials (which symmetrises them) and reduced to an orthonormal basis by SVD.
+    monomials (which symmetrises them) and reduced to an orthonormal basis by Gram-Schmidt in their
+    fixed order (:func:`orthonormal_rows`), so that the basis, and with it what trained weights
+    mean, is the same on every machine.
 
     Returns:
         Shape ``(n_paths, 2 * out_l + 1, n_mono)``, float64. ``n_paths`` may be 0.
@@ -92,7 +94,7 @@ def _coupling_basis(l_a: int, out_l: int, order: int) -> torch.Tensor:
                 for l3 in range(abs(l1 - l2), min(l1 + l2, max_intermediate) + 1):
                     if last and (l3 != out_l or p1 * (-1) ** l2 != (-1) ** out_l):
                         continue  # only the output irrep is needed at the final coupling
-                    w3j = o3.wigner_3j(l1, l2, l3).to(torch.float64)  # (2l1+1, 2l2+1, 2l3+1)
+                    w3j = o3.wigner_3j(l1, l2, l3, dtype=torch.float64)  # (2l1+1, 2l2+1, 2l3+1)
                     t = torch.einsum("abM,aI->MIb", w3j, t1)  # (2l3+1, dim**k, 2l2+1)
                     full = t.new_zeros(t.shape[0], t.shape[1], dim)  # place l2 in its block of A
                     full[:, :, offsets[l2] : offsets[l2] + 2 * l2 + 1] = t
@@ -106,9 +108,45 @@ def _coupling_basis(l_a: int, out_l: int, order: int) -> torch.Tensor:
     n_cand = stacked.shape[0]
     folded = _fold_to_monomials(stacked.reshape(-1, dim**order), dim, order)
     folded = folded.reshape(n_cand, -1)  # (n_cand, (2L+1) * n_mono)
-    _, s, vh = torch.linalg.svd(folded, full_matrices=False)
-    rank = int((s > 1e-9 * s[0]).sum()) if s.numel() > 0 and s[0] > 0 else 0
-    return vh[:rank].reshape(rank, 2 * out_l + 1, -1).contiguous()
+    basis = orthonormal_rows(folded)
+    return basis.reshape(basis.shape[0], 2 * out_l + 1, -1).contiguous()
+
+
+#: A candidate whose part orthogonal to the ones before it is smaller than this, relative to the
+#: largest candidate, is linearly dependent on them. For ``l_A <= 3``, ``ν <= 3`` dependent
+#: candidates leave at most 1e-15 and independent ones at least 0.1 (``tests/nn/test_product.py``).
+DEPENDENT = 1e-9
+
+
+def orthonormal_rows(vectors: torch.Tensor, tol: float = DEPENDENT) -> torch.Tensor:
+    """Gram-Schmidt over the rows of ``vectors`` in their order, each row orthogonalised twice.
+
+    The result depends only on the rows and their order, up to rounding. An SVD's basis does not:
+    where singular values are equal, any rotation of the singular vectors is as good, and which
+    one LAPACK returns depends on the build and the processor. The model's weights are learned
+    against these basis vectors, so with an SVD basis the same weights gave other energies on
+    another machine (``lic.pt``: 5.8 eV in 1,134 on a fixture frame).
+
+    Returns:
+        ``(rank, vectors.shape[1])``, orthonormal rows, float64.
+    """
+    vectors = vectors.to(torch.float64)
+    scale = float(vectors.norm(dim=1).max()) if vectors.numel() else 0.0
+    kept: List[torch.Tensor] = []
+    for row in vectors:
+        residual = row
+        for _ in range(2):  # the second pass removes what rounding left of the first
+            if kept:
+                q = torch.stack(kept)
+                residual = residual - q.t() @ (q @ residual)
+        size = float(residual.norm())
+        # relative to the largest row: a candidate that vanishes exactly (a coupling that the
+        # symmetrisation cancels) is left with rounding noise, which must not become a direction
+        if size > tol * scale:
+            kept.append(residual / size)
+    if not kept:
+        return vectors.new_zeros(0, vectors.shape[1], dtype=torch.float64)
+    return torch.stack(kept)
 
 
 class SymmetricContraction(DerivedBuffers):

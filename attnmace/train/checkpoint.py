@@ -12,7 +12,7 @@ from ..model import AttnMACE, build_model
 
 def read_checkpoint(path) -> Tuple[ModelConfig, Dict[str, torch.Tensor], Dict[str, Any]]:
     """The model configuration, the weights (the EMA ones when saved) and the whole state of a
-    training checkpoint.
+    training checkpoint (``checkpoint.pt``, or a snapshot of ``--snapshot-every``).
 
     Raises:
         FileNotFoundError: no such file.
@@ -48,7 +48,7 @@ def model_from_checkpoint(path) -> Tuple[AttnMACE, Dict[str, Any]]:
     history = state.get("history") or [{}]
     extra = {
         "epoch": state.get("epoch"),
-        "weights": "ema" if state.get("ema") else "raw",
+        "weights": state.get("weights") or ("ema" if state.get("ema") else "raw"),  # a snapshot says which
         "valid_metrics": {k[len("valid_") :]: v for k, v in history[-1].items() if k.startswith("valid_")},
         "training": (state.get("settings") or {}).get("extra", {}),
     }

@@ -95,6 +95,12 @@ TRAIN_OPTIONS: Dict[str, tuple] = {
         "wall-time budget of this invocation: no epoch is started that would end after it, judged "
         "by its longest epoch so far (0: none); continue later with --resume",
     ),
+    "snapshot_every": (
+        int,
+        0,
+        "keep the EMA weights of every n-th epoch as output_dir/snapshots/epoch_NNNN.pt, readable "
+        "like a checkpoint.pt (0: none)",
+    ),
     "device": (str, None, "cpu or cuda (default: cuda if available)"),
     "dtype": (str, "float32", "float32 or float64 training"),
     "seed": (int, 0, "seed of initial weights, split and batch order"),

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from .. import keys
 from ..export import export_model
-from ..model import AttnMACE, build_model, count_parameters
+from ..model import AttnMACE, build_model, copy_weights, count_parameters
 from .evaluate import compute_metrics, predict
 from .graphs import STRESS_MASK, collate_graphs
 from .loss import LossWeights, compute_loss
@@ -59,6 +59,7 @@ class TrainSettings:
     dtype: str = "float32"
     max_steps_per_epoch: int = 0  # > 0: cap (quick tests)
     max_hours: float = 0.0  # > 0: no epoch is started that would end after this much wall time
+    snapshot_every: int = 0  # > 0: keep the EMA weights of every n-th epoch in snapshots/
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -121,8 +122,7 @@ class Trainer:
         self.model = model.to(device=self.device, dtype=self.dtype).train()
         self.ema = None
         if s.ema_decay > 0:
-            self.ema = build_model(config=model.config, dtype=self.dtype).to(self.device)
-            self.ema.load_state_dict(self.model.state_dict())
+            self.ema = copy_weights(self.model, build_model(config=model.config, dtype=self.dtype).to(self.device))
         self.train_set, self.valid_set = train_set, valid_set
         self.valid_config_types = valid_config_types
         self.output_dir = Path(output_dir)
@@ -388,6 +388,8 @@ class Trainer:
             if _rank() == 0:
                 # the checkpoint first: a failing export must never cost the training state
                 atomic_save(self.state_dict(), self.checkpoint_path)
+                if s.snapshot_every > 0 and epoch % s.snapshot_every == 0:
+                    self.save_snapshot()
                 if improved:
                     try:
                         self.export_best(valid["metrics"])
@@ -412,11 +414,31 @@ class Trainer:
         return last_metrics
 
     # ----------------------------------------------------------------- outputs
+    def snapshot_path(self, epoch: int) -> Path:
+        return self.output_dir / "snapshots" / f"epoch_{epoch:04d}.pt"
+
+    def save_snapshot(self) -> None:
+        """The weights used for validation (EMA when on) of the epoch just completed, in the
+        checkpoint format without optimizer state: ``attnmace-eval``, ``attnmace-export`` and
+        ``--init-from`` read it like a ``checkpoint.pt``, and two runs can be compared at the same
+        epoch after both have gone on."""
+        path = self.snapshot_path(self.epoch)
+        path.parent.mkdir(exist_ok=True)
+        state = {
+            "model": self.eval_model().state_dict(),
+            "ema": None,
+            "weights": "ema" if self.ema is not None else "raw",
+            "epoch": self.epoch,
+            "history": self.history,
+            "settings": asdict(self.settings),
+            "model_config": self.model.config.to_dict(),
+        }
+        atomic_save(state, path)
+
     def export_best(self, metrics: Dict[str, Any]) -> None:
         model = self.eval_model()
         extra = {"epoch": self.epoch, "valid_metrics": metrics["overall"], "training": self.settings.extra}
-        export = build_model(config=model.config, dtype=torch.float64)
-        export.load_state_dict({k: v.detach().to("cpu", torch.float64) for k, v in model.state_dict().items()})
+        export = copy_weights(model, build_model(config=model.config, dtype=torch.float64))  # on the CPU
         export_model(export, self.output_dir / "model.pt", extra=json.loads(json.dumps(extra, default=str)))
 
     def _write_metrics(self) -> None:

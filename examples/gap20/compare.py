@@ -4,7 +4,9 @@
         attention=examples/gap20/training/attention baseline=examples/gap20/training/baseline
 
 Each ``name=run_dir`` is a training output folder (``model.pt``, ``metrics.csv``; with ``--last``,
-the EMA weights of the last epoch in ``checkpoint.pt`` instead of the best-validation ``model.pt``). For every model
+the EMA weights of the last epoch in ``checkpoint.pt`` instead of the best-validation ``model.pt``;
+with ``--epoch N``, the EMA weights of epoch N, kept by ``--snapshot-every``, so that two runs are
+compared at the same epochs and the budget counts their first N epochs). For every model
 this evaluates the validation split and ``gap20_amorphous_test.extxyz`` (energy and force RMSE,
 overall and per ``config_type``), reads the training budget from ``metrics.csv`` (epochs, steps,
 wall time), and writes to ``--output``:
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from attnmace.train.checkpoint import read_checkpoint
 from attnmace.train.data import DataKeys
 from attnmace.train.evaluate import compute_metrics, evaluate_file
 
@@ -41,10 +44,15 @@ def evaluate(model_file: Path, data_file: Path, dtype=torch.float32, batch_size:
     return metrics, meta
 
 
-def budget(run_dir: Path):
-    """Epochs, optimiser steps and wall time of a training run from its ``metrics.csv``."""
+def budget(run_dir: Path, epochs=None):
+    """Epochs, optimiser steps and wall time of a training run from its ``metrics.csv``; with
+    ``epochs``, of its first ``epochs`` epochs only."""
     with open(run_dir / "metrics.csv") as fh:
         rows = list(csv.DictReader(fh))
+    if epochs is not None:
+        if len(rows) < epochs:
+            raise SystemExit(f"{run_dir} has trained {len(rows)} epochs, not {epochs}")
+        rows = rows[:epochs]
     config = {}
     if (run_dir / "config.yaml").exists():
         import yaml
@@ -61,6 +69,22 @@ def budget(run_dir: Path):
         "dtype": config.get("dtype"),
         "cutoffs": config.get("cutoffs"),
     }
+
+
+def model_file(run_dir: Path, last: bool = False, epoch=None) -> Path:
+    """The weights of a run to evaluate: the best-validation ``model.pt``; with ``last``, the EMA
+    weights of the last epoch (``checkpoint.pt``); with ``epoch``, those of that epoch (its
+    snapshot, ``--snapshot-every``, or the checkpoint if that is the epoch it holds)."""
+    if epoch is None:
+        return run_dir / ("checkpoint.pt" if last else "model.pt")
+    snapshot = run_dir / "snapshots" / f"epoch_{epoch:04d}.pt"
+    if snapshot.is_file():
+        return snapshot
+    checkpoint = run_dir / "checkpoint.pt"
+    if checkpoint.is_file() and read_checkpoint(checkpoint)[2]["epoch"] == epoch:
+        return checkpoint
+    kept = sorted(p.stem for p in (run_dir / "snapshots").glob("epoch_*.pt"))
+    raise SystemExit(f"{run_dir} keeps no weights of epoch {epoch} (snapshots: {', '.join(kept) or 'none'})")
 
 
 def table(results) -> str:
@@ -151,15 +175,20 @@ def main(argv=None) -> None:
         action="store_true",
         help="evaluate each run's last epoch (EMA weights of checkpoint.pt), not its best-validation model.pt",
     )
+    parser.add_argument(
+        "--epoch",
+        type=int,
+        help="evaluate every run at this epoch (snapshots/epoch_NNNN.pt or checkpoint.pt): the same-epochs comparison",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     results = {}
     for spec in args.runs:
         name, _, run = spec.partition("=")
         run_dir = Path(run)
-        model_file = run_dir / ("checkpoint.pt" if args.last else "model.pt")
-        valid, meta = evaluate(model_file, args.split_dir / "valid.extxyz", getattr(torch, args.dtype))
-        test, _ = evaluate(model_file, args.data_dir / "gap20_amorphous_test.extxyz", getattr(torch, args.dtype))
+        weights = model_file(run_dir, args.last, args.epoch)
+        valid, meta = evaluate(weights, args.split_dir / "valid.extxyz", getattr(torch, args.dtype))
+        test, _ = evaluate(weights, args.data_dir / "gap20_amorphous_test.extxyz", getattr(torch, args.dtype))
         config = meta["config"]
         results[name] = {
             "preset": "attention" if config.get("heads", 0) > 0 else "baseline",
@@ -167,10 +196,12 @@ def main(argv=None) -> None:
             "config": config,
             "valid": valid,
             "test": test,
-            "budget": budget(run_dir),
-            "weights": "last epoch (checkpoint.pt)" if args.last else "best validation loss (model.pt)",
+            "budget": budget(run_dir, args.epoch),
+            "weights": f"{weights.name}, EMA weights of epoch {meta.get('epoch')}"
+            if args.last or args.epoch
+            else "best validation loss (model.pt)",
         }
-        if args.last:
+        if args.last or args.epoch:
             results[name]["budget"]["best_epoch"] = meta.get("epoch")
         print(
             f"{name}: valid F {valid['overall']['forces_rmse_meV_per_A']:.1f} meV/Å, "

@@ -232,7 +232,10 @@ def test_compare_evaluates_best_and_last_weights_of_a_run(tmp_path):
         "--valid-file",
         str(tmp_path / "data" / "valid.extxyz"),
     ]
-    train_main([*tiny, *data, "--max-epochs", "2", "--batch-size", "8", "--device", "cpu", "--output-dir", str(run)])
+    train_main(
+        [*tiny, *data, "--max-epochs", "2", "--batch-size", "8", "--device", "cpu", "--output-dir", str(run)]
+        + ["--snapshot-every", "1"]
+    )
     common = ["--data-dir", str(tmp_path / "data"), "--split-dir", str(tmp_path / "data"), f"attention={run}"]
     for last in (False, True):
         out = tmp_path / f"out{int(last)}"
@@ -243,6 +246,17 @@ def test_compare_evaluates_best_and_last_weights_of_a_run(tmp_path):
         assert (out / "force_outliers.png").is_file() and "Test set by atoms per cell" in (out / "table.md").read_text()
         assert ("checkpoint" in result["weights"]) == last
     assert result["budget"]["best_epoch"] == 2  # --last: the checkpoint's epoch
+    # --epoch: the same-epochs comparison, from the snapshot, with the budget of those epochs
+    compare.main([*common, "--output", str(tmp_path / "epoch1"), "--epoch", "1"])
+    result = json.loads((tmp_path / "epoch1" / "metrics.json").read_text())["attention"]
+    assert "epoch_0001.pt" in result["weights"] and result["budget"]["epochs"] == result["budget"]["best_epoch"] == 1
+    assert compare.model_file(run, epoch=2) == run / "snapshots" / "epoch_0002.pt"
+    (run / "snapshots" / "epoch_0002.pt").unlink()
+    assert compare.model_file(run, epoch=2) == run / "checkpoint.pt"  # the epoch the checkpoint holds
+    with pytest.raises(SystemExit, match="no weights of epoch 3.*epoch_0001"):
+        compare.model_file(run, epoch=3)
+    with pytest.raises(SystemExit, match="trained 2 epochs, not 5"):
+        compare.budget(run, 5)
 
 
 def _recipe(name):

@@ -331,3 +331,30 @@ def test_max_hours_stops_before_an_epoch_that_would_end_late(tmp_path, caplog):
     assert train_main([*base, "--max-epochs", "3", "--resume", "--max-hours", "1"]) == 0
     state = _final_state(out)
     assert state["epoch"] == 3 and len(state["history"]) == 3
+
+
+def test_snapshots_keep_the_ema_weights_of_every_nth_epoch(tmp_path):
+    from attnmace.train.checkpoint import model_from_checkpoint, read_checkpoint
+
+    out = tmp_path / "run"
+    args = [*TINY, "--output-dir", str(out), "--max-steps-per-epoch", "2", "--max-epochs", "4"]
+    assert train_main([*args, "--snapshot-every", "2"]) == 0
+    kept = sorted(p.name for p in (out / "snapshots").iterdir())
+    assert kept == ["epoch_0002.pt", "epoch_0004.pt"]
+    final = _final_state(out)
+    config, weights, state = read_checkpoint(out / "snapshots" / "epoch_0004.pt")
+    assert "optimizer" not in state and config.to_dict() == final["model_config"]
+    for name, value in final["ema"].items():  # the EMA weights, not the raw ones
+        assert torch.equal(weights[name], value), name
+    model, extra = model_from_checkpoint(out / "snapshots" / "epoch_0002.pt")
+    assert extra["epoch"] == 2 and extra["weights"] == "ema"
+    assert extra["valid_metrics"]["forces_rmse_meV_per_A"] == pytest.approx(
+        final["history"][1]["valid_forces_rmse_meV_per_A"]
+    )
+    # attnmace-eval reads a snapshot like a checkpoint: the last one gives the checkpoint's numbers
+    reports = []
+    for name in ("snapshots/epoch_0004.pt", "checkpoint.pt"):
+        reports.append(tmp_path / f"{Path(name).stem}.json")
+        assert eval_main([str(out / name), FIXTURE, "--virial-key", "REF_virial", "--json", str(reports[-1])]) == 0
+    first, second = (json.loads(r.read_text())["overall"] for r in reports)
+    assert first == second and np.isfinite(first["forces_rmse_meV_per_A"])
