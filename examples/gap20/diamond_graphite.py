@@ -12,7 +12,7 @@ Diamond's lattice constant: 3.567 Å (experiment).
 import argparse
 
 from ase.build import bulk
-from graphite import ab_graphite, graphite_parameters, relax
+from graphite import ab_graphite, graphite_parameters, relax, write_json
 
 from attnmace import AttnMACECalculator
 
@@ -33,6 +33,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="gap20.pt")
     parser.add_argument("--fmax", type=float, default=1e-3)
+    parser.add_argument("--json", help="also write the results here (for the model card)")
     args = parser.parse_args(argv)
     de, a_d, g = energy_difference(AttnMACECalculator(args.model), args.fmax)
     print(
@@ -42,6 +43,10 @@ def main(argv=None) -> None:
     diff = a_d - EXPERIMENT_A_DIAMOND
     print(f"diamond a: {a_d:.3f} Å   (experiment {EXPERIMENT_A_DIAMOND}; difference {diff:+.3f} Å)")
     print(f"graphite a: {g['a']:.3f} Å, c/2: {g['spacing']:.3f} Å   (experiment 2.46, 3.35)")
+    if args.json:
+        experiment = {"diamond_minus_graphite_meV_per_atom": EXPERIMENT_DE_MEV, "diamond_a": EXPERIMENT_A_DIAMOND}
+        result = {"model": str(args.model), "diamond_minus_graphite_meV_per_atom": de, "diamond_a": a_d}
+        write_json(args.json, result | {"graphite": g, "experiment": experiment})
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ GAP-20 reference functional, optB88-vdW, gives about 2.47 Å and 6.7 Å.
 """
 
 import argparse
+import json
 
 import numpy as np
 from ase import Atoms
@@ -46,6 +47,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="gap20.pt")
     parser.add_argument("--fmax", type=float, default=1e-3)
+    parser.add_argument("--json", help="also write the results here (for the model card)")
     args = parser.parse_args(argv)
     calc = AttnMACECalculator(args.model)
     relaxed = relax(ab_graphite(), calc, args.fmax)
@@ -54,6 +56,15 @@ def main(argv=None) -> None:
     for key, label in (("a", "a (Å)"), ("c", "c (Å)"), ("spacing", "c/2 (Å)")):
         diff = got[key] - EXPERIMENT[key]
         print(f"{label:10}{got[key]:10.3f}{EXPERIMENT[key]:12.2f}{diff:+12.3f} ({100 * diff / EXPERIMENT[key]:+.1f} %)")
+    if args.json:
+        write_json(args.json, {"model": str(args.model), "graphite": got, "experiment": EXPERIMENT})
+
+
+def write_json(path, result) -> None:
+    """The numbers an example printed, for ``card.py``."""
+    with open(path, "w") as fh:
+        json.dump(result, fh, indent=1)
+        fh.write("\n")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from ase.io import read
 from attnmace import AttnMACECalculator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from graphite import write_json  # noqa: E402  (this folder)
 from md_quickstart import langevin, nve_drift  # noqa: E402
 
 CARBON_MASS_G = 12.011 / 6.02214076e23
@@ -48,6 +49,7 @@ def main(argv=None) -> None:
     parser.add_argument("--anneal-steps", type=int, default=400, help="Langevin steps at 3000 K, then at 300 K")
     parser.add_argument("--nve-steps", type=int, default=2000)
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    parser.add_argument("--json", help="also write the results here (for the model card)")
     args = parser.parse_args(argv)
     calc = AttnMACECalculator(args.model, dtype=args.dtype)
     atoms = read(args.structure) if args.structure else random_carbon()
@@ -65,6 +67,10 @@ def main(argv=None) -> None:
         f"final drift {drift['final_drift_meV_per_atom']:+.3f} meV/atom, "
         f"slope {drift['slope_meV_per_atom_per_ps']:+.3f} meV/atom/ps, T = {drift['temperature_K']:.0f} K"
     )
+    if args.json:
+        density = atoms.get_masses().sum() / atoms.get_volume() * 1.66054
+        setup = {"atoms": len(atoms), "density_g_cm3": density, "dtype": args.dtype, "nve_steps": args.nve_steps}
+        write_json(args.json, {"model": str(args.model), **setup, "timestep_fs": 0.5, **drift})
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The GAP-20 recipe and example scripts (examples/gap20) on synthetic data and a tiny model."""
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -25,6 +26,11 @@ import diamond_graphite  # noqa: E402
 import graphite  # noqa: E402
 import nve_amorphous  # noqa: E402
 import prepare  # noqa: E402
+
+# by path and under its own name: examples/lic has a card.py too
+_spec = importlib.util.spec_from_file_location("gap20_card", GAP20 / "card.py")
+card = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(card)
 
 
 def _frame(energy_per_atom, config_type, n=2):
@@ -257,6 +263,25 @@ def test_compare_evaluates_best_and_last_weights_of_a_run(tmp_path):
         compare.model_file(run, epoch=3)
     with pytest.raises(SystemExit, match="trained 2 epochs, not 5"):
         compare.budget(run, 5)
+
+    # the physics examples write their numbers, and card.py makes the model card of all of it
+    results, model = tmp_path / "out1", str(run / "model.pt")
+    graphite.main(["--model", model, "--fmax", "5", "--json", str(results / "graphite.json")])
+    diamond_graphite.main(["--model", model, "--fmax", "5", "--json", str(results / "diamond_graphite.json")])
+    nve = ["--model", model, "--anneal-steps", "2", "--nve-steps", "3", "--json", str(results / "nve.json")]
+    nve_amorphous.main(nve)
+    card_file = tmp_path / "card.json"
+    card.main(["--results", str(results), "--limits", "untrained", "--output", str(card_file)])
+    made = json.loads(card_file.read_text())
+    assert made["metrics"]["test"]["frames"] == 6 and made["training"]["epochs"] == 2
+    assert "checkpoint.pt" in made["training"]["weights"] and made["limits"] == "untrained"
+    assert set(made["checks"]) == {"graphite", "diamond_graphite", "nve"}
+    assert made["checks"]["nve"]["atoms"] == 64 and made["checks"]["nve"]["nve_steps"] == 3
+    assert made["checks"]["graphite"]["experiment"]["spacing"] == 3.35
+    assert np.isfinite(made["checks"]["diamond_graphite"]["diamond_minus_graphite_meV_per_atom"])
+    assert made["data"]["frames"]["train"] == 1172 and "CC BY 4.0" in made["licence"]
+    with pytest.raises(SystemExit, match="no model named 'baseline'"):
+        card.build_card(results, "", name="baseline")
 
 
 def _recipe(name):
