@@ -2,12 +2,18 @@
 ``attnmace-export``)."""
 
 import warnings
+from pathlib import Path
 from typing import Any, Dict, Tuple
 
 import torch
 
 from ..config import ModelConfig
 from ..model import AttnMACE, build_model
+
+
+def snapshot_path(output_dir, epoch: int) -> Path:
+    """Where ``attnmace-train --snapshot-every`` keeps the weights of ``epoch`` of a run."""
+    return Path(output_dir) / "snapshots" / f"epoch_{epoch:04d}.pt"
 
 
 def read_checkpoint(path) -> Tuple[ModelConfig, Dict[str, torch.Tensor], Dict[str, Any]]:

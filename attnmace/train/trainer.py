@@ -28,6 +28,7 @@ from tqdm import tqdm
 from .. import keys
 from ..export import export_model
 from ..model import AttnMACE, build_model, copy_weights, count_parameters
+from .checkpoint import snapshot_path
 from .evaluate import compute_metrics, predict
 from .graphs import STRESS_MASK, collate_graphs
 from .loss import LossWeights, compute_loss
@@ -414,15 +415,12 @@ class Trainer:
         return last_metrics
 
     # ----------------------------------------------------------------- outputs
-    def snapshot_path(self, epoch: int) -> Path:
-        return self.output_dir / "snapshots" / f"epoch_{epoch:04d}.pt"
-
     def save_snapshot(self) -> None:
         """The weights used for validation (EMA when on) of the epoch just completed, in the
         checkpoint format without optimizer state: ``attnmace-eval``, ``attnmace-export`` and
         ``--init-from`` read it like a ``checkpoint.pt``, and two runs can be compared at the same
         epoch after both have gone on."""
-        path = self.snapshot_path(self.epoch)
+        path = snapshot_path(self.output_dir, self.epoch)
         path.parent.mkdir(exist_ok=True)
         state = {
             "model": self.eval_model().state_dict(),

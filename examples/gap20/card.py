@@ -39,8 +39,9 @@ def _metrics(block: dict, grouping: str) -> dict:
     return out
 
 
-def _read(path: Optional[Path]) -> Optional[dict]:
-    return json.loads(path.read_text()) if path is not None and path.is_file() else None
+def _read(path: Path) -> Optional[dict]:
+    """An example's ``--json`` output, or None where it was not run."""
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def build_card(results: Path, limits: str, name: str = "attention", split: Path = HERE / "split.json") -> dict:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from attnmace.train.checkpoint import read_checkpoint
+from attnmace.train.checkpoint import read_checkpoint, snapshot_path
 from attnmace.train.data import DataKeys
 from attnmace.train.evaluate import compute_metrics, evaluate_file
 
@@ -77,7 +77,7 @@ def model_file(run_dir: Path, last: bool = False, epoch=None) -> Path:
     snapshot, ``--snapshot-every``, or the checkpoint if that is the epoch it holds)."""
     if epoch is None:
         return run_dir / ("checkpoint.pt" if last else "model.pt")
-    snapshot = run_dir / "snapshots" / f"epoch_{epoch:04d}.pt"
+    snapshot = snapshot_path(run_dir, epoch)
     if snapshot.is_file():
         return snapshot
     checkpoint = run_dir / "checkpoint.pt"

@@ -9,7 +9,10 @@
 #   ["runs/gap20/data", ".whl"], timeout_s 600. The command takes about 2 minutes more than
 #   MINUTES (install, neighbour lists, the last epoch, validation).
 # Back here: copy <files_at>/<preset>/{checkpoint.pt,model.pt,metrics.csv} into
-#   examples/gap20/training/<preset>/ and commit them; the next session resumes from there.
+#   examples/gap20/training/<preset>/, unpack <files_at>/<preset>/snapshots.tar there
+#   (tar -xf ... -C examples/gap20/training/<preset>) and commit; the next session resumes from there.
+#   Four files a preset come back (the tool returns at most 8): the logs stay there, and their
+#   last lines are printed.
 #
 # usage: device_train.sh MINUTES [MAX_EPOCHS] [PRESETS]
 #   MAX_EPOCHS: stop each run at this epoch (default: the YAML's), e.g. to bring the baseline to
@@ -51,7 +54,7 @@ for preset in $presets; do
   # shellcheck disable=SC2086
   python3 -m attnmace.train --config "examples/gap20/$preset.yaml" --resume --device "${DEVICE:-cuda}" \
     --output-dir "$work/$preset" --max-hours "$hours" ${max_epochs:+--max-epochs "$max_epochs"} ${EXTRA:-} \
-    >"$out/$preset.log" 2>&1 &
+    >"$work/$preset.log" 2>&1 &
   pids+=($!)
 done
 status=0
@@ -60,6 +63,7 @@ for preset in $presets; do
   for name in checkpoint.pt model.pt metrics.csv; do
     if [ -f "$work/$preset/$name" ]; then cp "$work/$preset/$name" "$out/$preset/"; fi
   done
-  tail -n 3 "$out/$preset.log"
+  if [ -d "$work/$preset/snapshots" ]; then tar -cf "$out/$preset/snapshots.tar" -C "$work/$preset" snapshots; fi
+  tail -n 3 "$work/$preset.log"
 done
 exit $status
