@@ -5,22 +5,25 @@
 with the same normalisation, as ``e3nn.o3.TensorProduct`` with those instructions, but in a form
 that suits many small edges:
 
-* The paths are grouped into chunks of equal input ``l1`` and output ``l3``. For each chunk the
-  spherical harmonics are contracted with all its Clebsch-Gordan blocks at once,
-  ``M_e = Y_e · C``, shape ``(n_edges, 2 l1 + 1, paths × (2 l3 + 1))``.
-* One batched product ``h_j (k, 2 l1 + 1) @ M_e`` gives every path of the chunk for all channels,
-  and the radial weights ``(n_edges, k, paths, 1)`` broadcast over ``m3``, so the backward keeps
-  one edge-sized tensor per chunk instead of two.
+* The paths are grouped into chunks of equal input ``l1`` and output ``l3``, in the order of
+  the output columns.
+* In training (``train()`` mode), TorchScript and ``torch.compile``, each path is one batched
+  product of the *weighted* input with the spherical harmonics contracted with its
+  Clebsch-Gordan block: ``(R_path(r_ij) h_j) (k, 2 l1 + 1) @ (Y_e · C_path) (2 l1 + 1, 2 l3 + 1)``.
+  The radial weight scales the small input, not the product, so no edge-sized tensor is
+  multiplied by a weight broadcast over ``m3``, in the forward or in either backward (on CPU a
+  broadcast over an inner axis of 3 to 7 elements costs several times a plain product), and
+  the tensors kept for the backward are the per-path weighted inputs and ``Y_e · C_path``,
+  never the product itself.
+* In eager inference (``eval()`` mode) a chunk's paths are computed together,
+  ``M_e = Y_e · C`` of shape ``(n_edges, 2 l1 + 1, paths × (2 l3 + 1))``, and neither ``M_e``
+  nor ``h_j @ M_e`` is kept for the backward: both are recomputed there from the small inputs
+  ``h_j``, ``Y`` and the weights (``_WeightedProduct``), the least memory for the force backward.
 
-In eager inference (``eval()`` mode) neither ``M_e`` nor ``h_j @ M_e`` is kept for the backward:
-both are recomputed there from the small inputs ``h_j``, ``Y`` and the weights
-(``_WeightedProduct``). They were the largest tensors kept for the force backward. Training
-(``train()`` mode), TorchScript and ``torch.compile`` keep them, so force training does not pay
-for the recomputation.
-
-No slice is taken per path, so the backward (and the double backward of force training) does
-not build one zero-filled gradient per path, which dominated e3nn's cost here; the chunks are
-joined with :func:`~attnmace.nn._irreps.concat`, whose double backward does not either.
+No edge-sized tensor is sliced per path, so the backward (and the double backward of force
+training) does not build one zero-filled gradient per path, which dominated e3nn's cost here:
+the weights are split once (``torch.split``, whose backward is one ``cat``), and the paths'
+outputs are joined with :func:`~attnmace.nn._irreps.concat`, whose double backward splits once.
 The output is channel-major, ``(n_edges, channels, Σ_paths (2 l3 + 1))``, flattened; ``to_e3nn``
 maps it to e3nn's ``(path, channel, m)`` layout where a module downstream needs that.
 """
@@ -123,6 +126,7 @@ class ChannelwiseTensorProduct(DerivedBuffers):
     chunk_d3: List[int]
     coupling_offsets: List[int]
     weight_offsets: List[int]
+    chunk_path_ids: List[int]
     block_sizes: List[int]
     sh_dim: int
     width: int
@@ -155,6 +159,7 @@ class ChannelwiseTensorProduct(DerivedBuffers):
         couplings: List[torch.Tensor] = []
         weight_index: List[int] = []
         self.weight_offsets = [0]
+        self.chunk_path_ids = []  # e3nn path index of each chunk's paths, chunk after chunk
         columns: List[Tuple[int, int]] = []  # (path, m3) of each output column, channel-major order
         for i, (_, ir1) in enumerate(irreps_node):
             for d3 in sorted({ir3.dim for i_, _, ir3 in paths if i_ == i}):
@@ -171,6 +176,7 @@ class ChannelwiseTensorProduct(DerivedBuffers):
                 self.chunk_d1.append(ir1.dim)
                 self.chunk_paths.append(len(mine))
                 self.chunk_d3.append(d3)
+                self.chunk_path_ids.extend(p for p, _, _ in mine)
                 # weights (E, paths * k) in e3nn order -> (E, k, P) for this chunk
                 weight_index.extend(p * k + u for u in range(k) for p, _, _ in mine)
                 self.weight_offsets.append(len(weight_index))
@@ -206,19 +212,28 @@ class ChannelwiseTensorProduct(DerivedBuffers):
         if not torch.jit.is_scripting():  # TorchScript drops this block when compiling
             recompute = not self.training and not compiling()
         blocks = torch.split(h, self.block_sizes, dim=1)
+        # e3nn's uvu weights are path-major: path p owns columns p*k .. p*k + k - 1. One split
+        # (whose backward is one cat) instead of a gather or a slice per path.
+        path_weights = torch.split(weights, k, dim=1)
         chunks: List[torch.Tensor] = []
+        q = 0
         for c in range(len(self.chunk_blocks)):
             d1, paths, d3 = self.chunk_d1[c], self.chunk_paths[c], self.chunk_d3[c]
             x = blocks[self.chunk_blocks[c]].reshape(n, k, d1)
             start, stop = self.coupling_offsets[c], self.coupling_offsets[c + 1]
-            coupling = self.coupling.narrow(0, start, stop - start).view(self.sh_dim, d1 * paths * d3)
-            start, stop = self.weight_offsets[c], self.weight_offsets[c + 1]
-            w = weights.index_select(1, self.weight_index.narrow(0, start, stop - start)).view(n, k, paths, 1)
             if recompute:  # keeps x, sh and w, not the edge-sized products
+                coupling = self.coupling.narrow(0, start, stop - start).view(self.sh_dim, d1 * paths * d3)
+                start, stop = self.weight_offsets[c], self.weight_offsets[c + 1]
+                w = weights.index_select(1, self.weight_index.narrow(0, start, stop - start)).view(n, k, paths, 1)
                 chunks.append(_weighted_product_recomputed(x, sh, coupling, w))
-            else:
-                m = torch.mm(sh, coupling).view(n, d1, paths * d3)  # Y contracted with the CG blocks
-                t = _product(x, m)  # (n, k, paths * d3)
-                # the weights broadcast over m3: only t and the small w are kept for the backward
-                chunks.append((t.view(n, k, paths, d3) * w).view(n, k, paths * d3))
+                q += paths
+                continue
+            coupling = self.coupling.narrow(0, start, stop - start).view(self.sh_dim, d1, paths, d3)
+            for j in range(paths):
+                # the weight scales the small input (k x d1 per edge), not the product
+                # (k x d3): no edge-sized product is broadcast over m3, forward or backward
+                xw = x * path_weights[self.chunk_path_ids[q]].unsqueeze(2)
+                m = torch.mm(sh, coupling.select(2, j).reshape(self.sh_dim, d1 * d3)).view(n, d1, d3)
+                chunks.append(_product(xw, m))  # (n, k, d3) of path j
+                q += 1
         return concat(chunks, 2).view(n, k * self.width)
