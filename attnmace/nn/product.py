@@ -214,7 +214,7 @@ class SymmetricContraction(DerivedBuffers):
         """
         # channel-major to (k, dim + 1, atoms): each monomial gathers whole rows of atoms, and the
         # backward adds rows back (index_add) instead of scattering single elements (advanced
-        # indexing along the last axis), which cost about twice as much in force training
+        # indexing along the last axis), the slower part of force training before
         ones = torch.ones_like(a[:, :, :1])
         a1 = torch.cat([a, ones], dim=2).permute(1, 2, 0).contiguous()  # index `dim` is the constant 1
         # fold element weights into the basis: (species, k, out_dim, n_mono)
