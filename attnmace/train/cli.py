@@ -59,6 +59,13 @@ TRAIN_OPTIONS: Dict[str, tuple] = {
     "virial_key": (str, None, "info key of the virial (eV, = -stress * volume)"),
     "weight_key": (str, "config_weight", "info key of per-configuration loss weights"),
     "config_type_key": (str, "config_type", "info key of the configuration type"),
+    "config_type_weights": (
+        str,
+        None,
+        "loss weight per configuration type of the training frames, as in MACE: a YAML mapping or "
+        "JSON such as '{\"LD_iter1\": 4}'; it multiplies each frame's own weight, unlisted types "
+        "keep 1, validation frames are not weighted",
+    ),
     "species": (str, None, "comma-separated elements of the model (default: those in the data)"),
     "preset": (str, "attention", f"model preset: {', '.join(PRESETS)}"),
     "cutoffs": (_floats, "5,5,5", "one cutoff per layer in Å, e.g. 3,5,5"),
@@ -186,7 +193,7 @@ def build_trainer(options: Dict[str, Any]) -> Trainer:
         split = split_by_config_type(frames, options["valid_fraction"], options["seed"])
         train_frames = valid_frames = frames
         train_idx, valid_idx = split["train"], split["valid"]
-    train_view = _Subset(train_frames, train_idx)
+    train_view = _Subset(train_frames, train_idx, _config_type_weights(options, train_frames, train_idx))
     valid_view = _Subset(valid_frames, valid_idx)
 
     if options["species"]:
@@ -287,11 +294,50 @@ def _initial_state(path: str):
     return config, weights
 
 
-class _Subset:
-    """Frames ``frames[i] for i in indices`` (lazy for HDF5)."""
+def _config_type_weights(options: Dict[str, Any], frames, indices) -> Dict[str, float]:
+    """The ``config_type_weights`` option as a checked {config_type: weight} mapping."""
+    given = options.get("config_type_weights")
+    if not given:
+        return {}
+    if isinstance(given, str):
+        try:
+            given = json.loads(given)
+        except json.JSONDecodeError as err:
+            raise SystemExit(f"attnmace-train: --config-type-weights is not JSON ({err}): {given!r}") from None
+    if not isinstance(given, dict):
+        raise SystemExit(f"attnmace-train: config_type_weights must map config types to weights, got {given!r}")
+    weights = {}
+    for name, value in given.items():
+        try:
+            weights[str(name)] = float(value)
+        except (TypeError, ValueError):
+            raise SystemExit(f"attnmace-train: config_type_weights[{name!r}] is not a number: {value!r}") from None
+        if not np.isfinite(weights[str(name)]) or weights[str(name)] < 0:
+            raise SystemExit(f"attnmace-train: config_type_weights[{name!r}] must be finite and >= 0, got {value!r}")
+    present = _config_types(frames, indices)
+    absent = sorted(set(weights) - present)
+    if absent:  # most likely a typo: say so instead of training without the intended weight
+        raise SystemExit(
+            f"attnmace-train: config_type_weights names {absent}, not among the training frames' "
+            f"config types {sorted(present)}"
+        )
+    log.info("config_type_weights on the training frames: %s", weights)
+    return weights
 
-    def __init__(self, frames, indices):
-        self.frames, self.indices = frames, list(indices)
+
+def _config_types(frames, indices) -> set:
+    if hasattr(frames, "config_types"):  # an HDF5 file: the types without reading the frames
+        types = frames.config_types()
+        return {types[i] for i in indices}
+    return {frames[i].config_type for i in indices}
+
+
+class _Subset:
+    """Frames ``frames[i] for i in indices`` (lazy for HDF5), each frame's loss weight multiplied
+    by ``weights[config_type]`` where its type is listed."""
+
+    def __init__(self, frames, indices, weights: Optional[Dict[str, float]] = None):
+        self.frames, self.indices, self.weights = frames, list(indices), dict(weights or {})
 
     def natoms(self, i: int) -> int:
         frames = self.frames
@@ -303,11 +349,13 @@ class _Subset:
         return len(self.indices)
 
     def __getitem__(self, i):
-        return self.frames[self.indices[i]]
+        frame = self.frames[self.indices[i]]
+        factor = self.weights.get(frame.config_type)
+        return frame if factor is None else dataclasses.replace(frame, weight=frame.weight * factor)
 
 
 def _without_single_atoms(view: "_Subset") -> "_Subset":
-    return _Subset(view.frames, [view.indices[i] for i in range(len(view)) if view.natoms(i) > 1])
+    return _Subset(view.frames, [view.indices[i] for i in range(len(view)) if view.natoms(i) > 1], view.weights)
 
 
 def _setup_distributed(options: Dict[str, Any]) -> None:

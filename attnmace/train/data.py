@@ -204,6 +204,11 @@ class HDF5Dataset:
         """Atoms of frame ``index``, without reading the frame."""
         return int(self.offsets[index + 1] - self.offsets[index])
 
+    def config_types(self) -> List[str]:
+        """The configuration type of every frame, without reading the frames."""
+        with h5py.File(self.path, "r") as h5:
+            return [t.decode() if isinstance(t, bytes) else str(t) for t in h5["config_type"][:]]
+
     def __getstate__(self):  # picklable for worker processes: reopen lazily
         state = dict(self.__dict__)
         state["_h5"] = None

@@ -358,3 +358,47 @@ def test_snapshots_keep_the_ema_weights_of_every_nth_epoch(tmp_path):
         assert eval_main([str(out / name), FIXTURE, "--virial-key", "REF_virial", "--json", str(reports[-1])]) == 0
     first, second = (json.loads(r.read_text())["overall"] for r in reports)
     assert first == second and np.isfinite(first["forces_rmse_meV_per_A"])
+
+
+@pytest.mark.parametrize("fmt", ["extxyz", "h5"])
+def test_config_type_weights_scale_the_training_frames_only(tmp_path, fmt):
+    data = FIXTURE
+    if fmt == "h5":
+        data = str(tmp_path / "data.h5")
+        assert preprocess_main([FIXTURE, data, "--virial-key", "REF_virial"]) == 0
+    common = [*TINY, "--train-file", data, "--output-dir", str(tmp_path / "r"), "--valid-fraction", "0.2"]
+    plain = build_trainer(resolve_options(common))
+    config = tmp_path / "weights.yaml"
+    config.write_text(yaml.safe_dump({"config_type_weights": {"LD_iter1": 4, "Diamond": 0.5}}))
+    weighted = build_trainer(resolve_options([*common, "--config", str(config)]))
+    factor = {"LD_iter1": 4.0, "Diamond": 0.5}
+    types = [plain.train_set.frames[i].config_type for i in range(len(plain.train_set))]
+    assert {"LD_iter1", "Diamond"} <= set(types)
+    for i, config_type in enumerate(types):
+        # same frames in the same order, each weight scaled by its type's factor
+        assert weighted.train_set.frames[i].config_type == config_type
+        expected = float(plain.train_set[i]["weight"]) * factor.get(config_type, 1.0)
+        assert float(weighted.train_set[i]["weight"]) == pytest.approx(expected)
+    valid = [float(weighted.valid_set[i]["weight"]) for i in range(len(weighted.valid_set))]
+    assert valid == [float(plain.valid_set[i]["weight"]) for i in range(len(plain.valid_set))]
+    # JSON on the command line does the same
+    flag = build_trainer(resolve_options([*common, "--config-type-weights", '{"LD_iter1": 4, "Diamond": 0.5}']))
+    assert [float(flag.train_set[i]["weight"]) for i in range(len(types))] == [
+        float(weighted.train_set[i]["weight"]) for i in range(len(types))
+    ]
+
+
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        ('{"LD_iter2": 4}', r"names \['LD_iter2'\], not among"),
+        ('{"LD_iter1": -1}', "must be finite and >= 0"),
+        ('{"LD_iter1": "four"}', "is not a number"),
+        ("LD_iter1=4", "is not JSON"),
+        ("[4]", "must map config types to weights"),
+    ],
+)
+def test_config_type_weights_refuse_what_they_cannot_apply(tmp_path, given, message):
+    options = resolve_options([*TINY, "--output-dir", str(tmp_path / "r"), "--config-type-weights", given])
+    with pytest.raises(SystemExit, match=message):
+        build_trainer(options)
