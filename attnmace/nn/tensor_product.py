@@ -127,6 +127,8 @@ class ChannelwiseTensorProduct(DerivedBuffers):
     coupling_offsets: List[int]
     weight_offsets: List[int]
     chunk_path_ids: List[int]
+    chunk_path_starts: List[int]
+    path_coupling_offsets: List[int]
     block_sizes: List[int]
     sh_dim: int
     width: int
@@ -157,9 +159,11 @@ class ChannelwiseTensorProduct(DerivedBuffers):
         # chunks: (node block l1, output l3) with all their paths; one product per chunk
         self.chunk_blocks, self.chunk_d1, self.chunk_paths, self.chunk_d3 = [], [], [], []
         couplings: List[torch.Tensor] = []
+        path_couplings: List[torch.Tensor] = []  # (sh, d1 * d3) of each path, chunk after chunk
         weight_index: List[int] = []
         self.weight_offsets = [0]
         self.chunk_path_ids = []  # e3nn path index of each chunk's paths, chunk after chunk
+        self.chunk_path_starts = []  # where each chunk's paths begin in chunk_path_ids
         columns: List[Tuple[int, int]] = []  # (path, m3) of each output column, channel-major order
         for i, (_, ir1) in enumerate(irreps_node):
             for d3 in sorted({ir3.dim for i_, _, ir3 in paths if i_ == i}):
@@ -172,6 +176,8 @@ class ChannelwiseTensorProduct(DerivedBuffers):
                     c[sh_starts[j] : sh_starts[j + 1], :, n, :] = w3j.transpose(0, 1)
                     columns.extend((p, m) for m in range(d3))
                 couplings.append(c.reshape(-1))
+                path_couplings.extend(c[:, :, n, :].reshape(-1) for n in range(len(mine)))
+                self.chunk_path_starts.append(len(self.chunk_path_ids))
                 self.chunk_blocks.append(i)
                 self.chunk_d1.append(ir1.dim)
                 self.chunk_paths.append(len(mine))
@@ -185,6 +191,11 @@ class ChannelwiseTensorProduct(DerivedBuffers):
             self.coupling_offsets.append(self.coupling_offsets[-1] + c.numel())
         # all coupling tensors in one flat buffer (TorchScript has no lists of buffers)
         self.register_buffer("coupling", torch.cat(couplings).to(torch.get_default_dtype()), persistent=False)
+        # the same couplings path by path, each contiguous: the training path's matrix without a copy
+        self.path_coupling_offsets = [0]
+        for c in path_couplings:
+            self.path_coupling_offsets.append(self.path_coupling_offsets[-1] + c.numel())
+        self.register_buffer("path_coupling", torch.cat(path_couplings).to(torch.get_default_dtype()), persistent=False)
         self.register_buffer("weight_index", torch.tensor(weight_index, dtype=torch.long), persistent=False)
         self.width = len(columns)
         # channel-major flat index -> e3nn layout: e3nn[path offset + u * (2 l3 + 1) + m3]
@@ -216,24 +227,21 @@ class ChannelwiseTensorProduct(DerivedBuffers):
         # (whose backward is one cat) instead of a gather or a slice per path.
         path_weights = torch.split(weights, k, dim=1)
         chunks: List[torch.Tensor] = []
-        q = 0
         for c in range(len(self.chunk_blocks)):
             d1, paths, d3 = self.chunk_d1[c], self.chunk_paths[c], self.chunk_d3[c]
             x = blocks[self.chunk_blocks[c]].reshape(n, k, d1)
-            start, stop = self.coupling_offsets[c], self.coupling_offsets[c + 1]
             if recompute:  # keeps x, sh and w, not the edge-sized products
+                start, stop = self.coupling_offsets[c], self.coupling_offsets[c + 1]
                 coupling = self.coupling.narrow(0, start, stop - start).view(self.sh_dim, d1 * paths * d3)
                 start, stop = self.weight_offsets[c], self.weight_offsets[c + 1]
                 w = weights.index_select(1, self.weight_index.narrow(0, start, stop - start)).view(n, k, paths, 1)
                 chunks.append(_weighted_product_recomputed(x, sh, coupling, w))
-                q += paths
-                continue
-            coupling = self.coupling.narrow(0, start, stop - start).view(self.sh_dim, d1, paths, d3)
-            for j in range(paths):
-                # the weight scales the small input (k x d1 per edge), not the product
-                # (k x d3): no edge-sized product is broadcast over m3, forward or backward
-                xw = x * path_weights[self.chunk_path_ids[q]].unsqueeze(2)
-                m = torch.mm(sh, coupling.select(2, j).reshape(self.sh_dim, d1 * d3)).view(n, d1, d3)
-                chunks.append(_product(xw, m))  # (n, k, d3) of path j
-                q += 1
+            else:
+                for q in range(self.chunk_path_starts[c], self.chunk_path_starts[c] + paths):
+                    # the weight scales the small input (k x d1 per edge), not the product
+                    # (k x d3): no edge-sized product is broadcast over m3, forward or backward
+                    xw = x * path_weights[self.chunk_path_ids[q]].unsqueeze(2)
+                    start, stop = self.path_coupling_offsets[q], self.path_coupling_offsets[q + 1]
+                    coupling = self.path_coupling.narrow(0, start, stop - start).view(self.sh_dim, d1 * d3)
+                    chunks.append(_product(xw, torch.mm(sh, coupling).view(n, d1, d3)))  # (n, k, d3) of path q
         return concat(chunks, 2).view(n, k * self.width)
