@@ -312,8 +312,9 @@ def test_committed_attention_run_resumes_with_the_recipe():
     config, weights, state = read_checkpoint(run / "checkpoint.pt")
     assert state["ema"] is not None and set(weights) == set(state["model"])
     assert config.cutoffs == tuple(options["cutoffs"]) and config.heads == 4 and config.channels == 16
-    # the device and the time budget belong to one invocation, not to the recipe
-    settings = {f.name for f in fields(TrainSettings)} - {"device", "extra", "max_hours"}
+    # the device, the time budget and an earlier stop (--max-epochs) belong to one invocation,
+    # not to the recipe: the next --resume with the recipe's file runs on to its max_epochs
+    settings = {f.name for f in fields(TrainSettings)} - {"device", "extra", "max_hours", "max_epochs"}
     assert {k: state["settings"][k] for k in settings} == {k: options[k] for k in settings}
     with open(run / "metrics.csv") as fh:
         rows = fh.read().splitlines()[1:]
