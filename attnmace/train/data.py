@@ -170,6 +170,11 @@ def write_hdf5(frames: Sequence[Frame], path: Union[str, os.PathLike], source: s
     os.replace(tmp, path)
 
 
+def _text(value) -> str:
+    """An HDF5 string entry (bytes from h5py's variable-length strings) as ``str``."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class HDF5Dataset:
     """Frames of an attnmace HDF5 file, read one at a time (datasets larger than memory work)."""
 
@@ -207,7 +212,7 @@ class HDF5Dataset:
     def config_types(self) -> List[str]:
         """The configuration type of every frame, without reading the frames."""
         with h5py.File(self.path, "r") as h5:
-            return [t.decode() if isinstance(t, bytes) else str(t) for t in h5["config_type"][:]]
+            return [_text(t) for t in h5["config_type"][:]]
 
     def __getstate__(self):  # picklable for worker processes: reopen lazily
         state = dict(self.__dict__)
@@ -232,7 +237,7 @@ class HDF5Dataset:
             forces=h5["forces"][a:b],
             stress=None if np.isnan(stress).any() else stress,
             weight=float(h5["weight"][index]),
-            config_type=config_type.decode() if isinstance(config_type, bytes) else str(config_type),
+            config_type=_text(config_type),
         )
 
     def __iter__(self) -> Iterator[Frame]:
