@@ -23,7 +23,15 @@ from ..export import export_model
 from ..model import build_model
 from ..runtime import retain_freed_memory
 from .checkpoint import model_from_checkpoint, read_checkpoint
-from .data import DataKeys, check_species, load_frames, species_in, split_by_config_type, write_hdf5
+from .data import (
+    DataKeys,
+    check_species,
+    config_types_of,
+    load_frames,
+    species_in,
+    split_by_config_type,
+    write_hdf5,
+)
 from .evaluate import compute_metrics, evaluate_file, parity_plots
 from .graphs import GraphDataset
 from .stats import average_neighbours, e0s_from_isolated_atoms, fit_e0s, scale_and_shift
@@ -276,7 +284,7 @@ def build_trainer(options: Dict[str, Any]) -> Trainer:
         valid_set,
         settings,
         output_dir,
-        valid_config_types=[valid_view[i].config_type for i in range(len(valid_view))],
+        valid_config_types=valid_view.config_types(),
     )
     if options["resume"] and not trainer.resume():
         log.info("no checkpoint in %s: starting from scratch", output_dir)
@@ -326,10 +334,8 @@ def _config_type_weights(options: Dict[str, Any], frames, indices) -> Dict[str, 
 
 
 def _config_types(frames, indices) -> set:
-    if hasattr(frames, "config_types"):  # an HDF5 file: the types without reading the frames
-        types = frames.config_types()
-        return {types[i] for i in indices}
-    return {frames[i].config_type for i in indices}
+    types = config_types_of(frames)
+    return {types[i] for i in indices}
 
 
 class _Subset:
@@ -347,6 +353,10 @@ class _Subset:
 
     def __len__(self):
         return len(self.indices)
+
+    def config_types(self) -> List[str]:
+        types = config_types_of(self.frames)
+        return [types[i] for i in self.indices]
 
     def __getitem__(self, i):
         frame = self.frames[self.indices[i]]

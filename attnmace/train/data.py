@@ -274,14 +274,21 @@ def species_in(frames) -> List[int]:
     return sorted(present)
 
 
+def config_types_of(frames) -> List[str]:
+    """The ``config_type`` of every frame; an :class:`HDF5Dataset` answers without reading frames."""
+    if isinstance(frames, HDF5Dataset):
+        return frames.config_types()
+    return [frames[i].config_type for i in range(len(frames))]
+
+
 def split_by_config_type(frames: Sequence[Frame], fraction: float, seed: int) -> Dict[str, List[int]]:
     """Train/validation indices, stratified by ``config_type`` (each type keeps the fraction)."""
     if not 0 < fraction < 1:
         raise ValueError(f"valid fraction must be in (0, 1), got {fraction}")
     rng = np.random.default_rng(seed)
     groups: Dict[str, List[int]] = {}
-    for i in range(len(frames)):
-        groups.setdefault(frames[i].config_type, []).append(i)
+    for i, config_type in enumerate(config_types_of(frames)):
+        groups.setdefault(config_type, []).append(i)
     train, valid = [], []
     for name in sorted(groups):
         idx = np.array(groups[name])

@@ -11,6 +11,7 @@ from attnmace.train.data import (
     DataKeys,
     HDF5Dataset,
     check_species,
+    config_types_of,
     load_frames,
     read_extxyz,
     split_by_config_type,
@@ -109,3 +110,17 @@ def test_stratified_split_is_deterministic():
     assert len(split["train"]) + len(split["valid"]) == len(frames)
     types_valid = {frames[i].config_type for i in split["valid"]}
     assert {"Diamond", "Graphite", "SACADA"} <= types_valid
+
+
+def test_split_of_an_hdf5_file_reads_no_frames(tmp_path, monkeypatch):
+    frames = read_extxyz(FIXTURE, KEYS)
+    path = tmp_path / "data.h5"
+    write_hdf5(frames, path)
+    loaded = load_frames(path)
+
+    def no_reading(self, index):
+        raise AssertionError("the split read a whole frame")
+
+    monkeypatch.setattr(HDF5Dataset, "__getitem__", no_reading)
+    assert config_types_of(loaded) == [f.config_type for f in frames]
+    assert split_by_config_type(loaded, 0.2, seed=3) == split_by_config_type(frames, 0.2, seed=3)
