@@ -322,7 +322,7 @@ def _config_type_weights(options: Dict[str, Any], frames, indices) -> Dict[str, 
             raise SystemExit(f"attnmace-train: config_type_weights[{name!r}] is not a number: {value!r}") from None
         if not np.isfinite(weights[str(name)]) or weights[str(name)] < 0:
             raise SystemExit(f"attnmace-train: config_type_weights[{name!r}] must be finite and >= 0, got {value!r}")
-    present = _config_types(frames, indices)
+    present = set(_Subset(frames, indices).config_types())
     absent = sorted(set(weights) - present)
     if absent:  # most likely a typo: say so instead of training without the intended weight
         raise SystemExit(
@@ -331,11 +331,6 @@ def _config_type_weights(options: Dict[str, Any], frames, indices) -> Dict[str, 
         )
     log.info("config_type_weights on the training frames: %s", weights)
     return weights
-
-
-def _config_types(frames, indices) -> set:
-    types = config_types_of(frames)
-    return {types[i] for i in indices}
 
 
 class _Subset:

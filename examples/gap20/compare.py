@@ -67,7 +67,6 @@ def budget(run_dir: Path, epochs=None):
         "hours": sum(float(r["seconds"]) for r in rows) / 3600.0,
         "batch_size": config.get("batch_size"),
         "dtype": config.get("dtype"),
-        "cutoffs": config.get("cutoffs"),
     }
 
 
@@ -201,6 +200,9 @@ def main(argv=None) -> None:
             if args.last or args.epoch
             else "best validation loss (model.pt)",
         }
+        # the model's own cutoffs: a run started with --init-from records the default cutoffs of
+        # its command line in config.yaml, not the architecture it took from the checkpoint
+        results[name]["budget"]["cutoffs"] = list(config["cutoffs"])
         if args.last or args.epoch:
             results[name]["budget"]["best_epoch"] = meta.get("epoch")
         print(

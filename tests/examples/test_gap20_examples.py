@@ -252,6 +252,7 @@ def test_compare_evaluates_best_and_last_weights_of_a_run(tmp_path):
         assert (out / "force_outliers.png").is_file() and "Test set by atoms per cell" in (out / "table.md").read_text()
         assert ("checkpoint" in result["weights"]) == last
     assert result["budget"]["best_epoch"] == 2  # --last: the checkpoint's epoch
+    assert result["budget"]["cutoffs"] == result["config"]["cutoffs"] == [2.5, 3.5]
     # --epoch: the same-epochs comparison, from the snapshot, with the budget of those epochs
     compare.main([*common, "--output", str(tmp_path / "epoch1"), "--epoch", "1"])
     result = json.loads((tmp_path / "epoch1" / "metrics.json").read_text())["attention"]
@@ -319,3 +320,31 @@ def test_committed_attention_run_resumes_with_the_recipe():
     with open(run / "metrics.csv") as fh:
         rows = fh.read().splitlines()[1:]
     assert len(rows) == state["epoch"] == len(state["history"]) > 0
+
+
+def test_anneal_recipe_starts_from_a_committed_snapshot_of_the_attention_run():
+    """``anneal.yaml`` changes the schedule only: the same data, loss, batches and EMA as the
+    plateau run, from the EMA weights of one of its committed snapshots."""
+    from dataclasses import fields
+
+    from attnmace.train.checkpoint import read_checkpoint
+    from attnmace.train.trainer import TrainSettings
+
+    root = Path(__file__).parents[2]
+    attention, anneal = _recipe("attention"), _recipe("anneal")
+    schedule = {"lr", "scheduler", "max_epochs", "plateau_patience", "snapshot_every", "output_dir"}
+    same = {f.name for f in fields(TrainSettings)} - schedule - {"device", "extra", "max_hours"}
+    assert {k: anneal[k] for k in same} == {k: attention[k] for k in same}
+    for key in ("train_file", "valid_file", "energy_key", "forces_key", "e0s", "species"):
+        assert anneal[key] == attention[key]
+    assert anneal["scheduler"] == "cosine" and anneal["patience"] > anneal["max_epochs"]
+    start = Path(anneal["init_from"])
+    assert start.parent == Path(attention["output_dir"]) / "snapshots" and (root / start).is_file()
+    assert Path(anneal["output_dir"]).parts[:3] == ("examples", "gap20", "training")
+    run = root / anneal["output_dir"]
+    if not (run / "checkpoint.pt").is_file():
+        pytest.skip("the anneal has not been run")
+    config, _, state = read_checkpoint(run / "checkpoint.pt")
+    assert config == read_checkpoint(root / start)[0]  # the architecture of the snapshot
+    settings = same | {"lr", "scheduler", "max_epochs"}
+    assert {k: state["settings"][k] for k in settings} == {k: anneal[k] for k in settings}
