@@ -11,11 +11,20 @@ Each batch is stepped ``--repeats`` times and its fastest step counts (the noise
 machine only ever adds time). The estimate is ``total atoms x (time of the timed steps / their
 atoms)``; batches are drawn with a fixed seed, so two runs (e.g. before and after a change) time
 the same batches.
+
+Memory: with ``--largest`` every batch is the ``batch_size`` largest frames of the file, and
+``peak_rss_gb`` in the result (the process's peak resident memory) is what the largest training
+step needs; ``--max-atoms-per-pass N`` steps in parts of at most N atoms, as ``attnmace-train``
+does with that option::
+
+    python benchmarks/train_epoch.py --config examples/gap20/baseline.yaml --largest --batches 1 \
+        --repeats 1 --max-atoms-per-pass 256
 """
 
 import argparse
 import json
 import platform
+import resource
 import time
 from pathlib import Path
 
@@ -29,6 +38,12 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--output", help="write the result as JSON here")
+    parser.add_argument(
+        "--max-atoms-per-pass", type=int, default=0, help="steps in parts of at most this many atoms, as attnmace-train"
+    )
+    parser.add_argument(
+        "--largest", action="store_true", help="every batch is the batch_size largest frames: the peak memory of a step"
+    )
     parser.add_argument("--no-retain", action="store_true", help="keep glibc's default of unmapping freed large blocks")
     parser.add_argument("--before", help="path of another attnmace checkout to import instead")
     args = parser.parse_args(argv)
@@ -64,16 +79,36 @@ def main(argv=None) -> int:
 
     rng = np.random.default_rng(args.seed)
     size = options["batch_size"]
-    batches = [
-        collate_graphs([dataset[int(i)] for i in rng.choice(len(dataset), size, replace=False)])
-        for _ in range(args.batches + 1)
-    ]
+    if args.largest:
+        by_size = sorted(range(len(dataset)), key=lambda i: -len(dataset.frames[i].numbers))
+        drawn = [by_size[:size]] * (args.batches + 1)
+    else:
+        drawn = [rng.choice(len(dataset), size, replace=False) for _ in range(args.batches + 1)]
+    batches = []  # (whole batch, its parts, the whole batch's loss norms or None)
+    for indices in drawn:
+        items = [dataset[int(i)] for i in indices]
+        whole = collate_graphs(items)
+        if args.max_atoms_per_pass > 0:
+            from attnmace.train.graphs import split_by_atoms
+            from attnmace.train.loss import loss_norms
+
+            parts = [collate_graphs(group) for group in split_by_atoms(items, args.max_atoms_per_pass)]
+            batches.append((whole, parts, loss_norms(whole)))
+        else:
+            batches.append((whole, [whole], None))
 
     def step(batch):
-        out = model(batch, compute_forces=True)
-        loss = compute_loss(out, batch, weights)["total"]
+        _, parts, norms = batch
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        for part in parts:
+            out = model(part, compute_forces=True)
+            loss = (
+                compute_loss(out, part, weights, norms)["total"]
+                if norms is not None
+                else compute_loss(out, part, weights)["total"]
+            )
+            loss.backward()
+            del out, loss
         optimizer.step()
 
     step(batches[0])  # warm-up
@@ -85,7 +120,7 @@ def main(argv=None) -> int:
             step(batch)
             best = min(best, time.perf_counter() - start)
         seconds.append(best)
-        atoms.append(int(batch["positions"].shape[0]))
+        atoms.append(int(batch[0]["positions"].shape[0]))
     ms_per_atom = sum(seconds) / sum(atoms) * 1e3  # time-weighted, as an epoch sums them
     total_atoms = sum(len(dataset.frames[i].numbers) for i in range(len(dataset)))
     epoch_min = total_atoms * ms_per_atom / 1e3 / 60
@@ -98,6 +133,9 @@ def main(argv=None) -> int:
         "timed_batches": args.batches,
         "repeats": args.repeats,
         "retain_freed_memory": retained,
+        "max_atoms_per_pass": args.max_atoms_per_pass,
+        "largest": args.largest,
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,  # Linux: kB
         "ms_per_atom": ms_per_atom,
         "batch_seconds": seconds,
         "batch_atoms": atoms,
@@ -111,7 +149,8 @@ def main(argv=None) -> int:
     print(
         f"{options['preset']} ({options['dtype']}, batch {size}, {args.threads} threads): "
         f"{ms_per_atom:.2f} ms/atom per training step ({sum(atoms)} atoms in {args.batches} batches); "
-        f"{len(dataset)} frames, {total_atoms} atoms -> epoch ~ {epoch_min:.1f} min"
+        f"{len(dataset)} frames, {total_atoms} atoms -> epoch ~ {epoch_min:.1f} min; "
+        f"peak resident memory {result['peak_rss_gb']:.1f} GB"
     )
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)

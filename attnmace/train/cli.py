@@ -116,6 +116,13 @@ TRAIN_OPTIONS: Dict[str, tuple] = {
         "keep the EMA weights of every n-th epoch as output_dir/snapshots/epoch_NNNN.pt, readable "
         "like a checkpoint.pt (0: none)",
     ),
+    "max_atoms_per_pass": (
+        int,
+        0,
+        "pass each training and validation batch through the model in parts of at most this many "
+        "atoms, accumulating the gradients: the same loss and gradients with the memory of one part "
+        "(0: whole batches)",
+    ),
     "device": (str, None, "cpu or cuda (default: cuda if available)"),
     "dtype": (str, "float32", "float32 or float64 training"),
     "seed": (int, 0, "seed of initial weights, split and batch order"),
@@ -359,6 +366,20 @@ class _Subset:
         return frame if factor is None else dataclasses.replace(frame, weight=frame.weight * factor)
 
 
+def _architecture_options(config: ModelConfig) -> Dict[str, Any]:
+    """The architecture options that rebuild ``config``, for the run's ``config.yaml``.
+
+    A run resumed from its checkpoint or started with ``--init-from`` takes its architecture from
+    that checkpoint, not from the options it was given (those may be the command line's defaults),
+    so the file records the model's own values; the same file then rebuilds the same architecture.
+    """
+    values = config.to_dict()
+    options = {k: values[k] for k in sorted(_MODEL_FIELDS) if k in TRAIN_OPTIONS}
+    matches = [name for name, preset in PRESETS.items() if all(values[k] == v for k, v in preset.items())]
+    options["preset"] = matches[0] if matches else None
+    return options
+
+
 def _without_single_atoms(view: "_Subset") -> "_Subset":
     return _Subset(view.frames, [view.indices[i] for i in range(len(view)) if view.natoms(i) > 1], view.weights)
 
@@ -390,7 +411,11 @@ def train_main(argv: Optional[List[str]] = None) -> int:
         trainer = build_trainer(options)
         if _rank() == 0:
             trainer.output_dir.mkdir(parents=True, exist_ok=True)
-            resolved = {**options, "model": trainer.model.config.to_dict()}
+            resolved = {
+                **options,
+                **_architecture_options(trainer.model.config),
+                "model": trainer.model.config.to_dict(),
+            }
             with open(trainer.output_dir / "config.yaml", "w") as fh:
                 yaml.safe_dump(json.loads(json.dumps(resolved, default=str)), fh, sort_keys=False)
         metrics = trainer.fit()
@@ -430,6 +455,9 @@ def eval_main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("data", help="extxyz or attnmace .h5 file")
     _add_key_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--max-atoms-per-pass", type=int, default=0, help="split batches into parts of at most this many atoms (memory)"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     parser.add_argument("--json", help="write the metrics (and per-frame predictions) here")
@@ -444,6 +472,7 @@ def eval_main(argv: Optional[List[str]] = None) -> int:
         getattr(torch, args.dtype),
         args.batch_size,
         args.device,
+        args.max_atoms_per_pass,
     )
     metrics = compute_metrics(preds, config_types)
     _print_metrics(metrics)

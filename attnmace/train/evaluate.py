@@ -9,18 +9,27 @@ from .. import keys
 from ..export import load_model_with_metadata, metadata_of
 from .checkpoint import model_from_checkpoint
 from .data import DataKeys, check_species, load_frames
-from .graphs import REF_ENERGY, REF_FORCES, REF_STRESS, STRESS_MASK, GraphDataset, collate_graphs
+from .graphs import REF_ENERGY, REF_FORCES, REF_STRESS, STRESS_MASK, GraphDataset, collate_graphs, split_by_atoms
 
 #: Thresholds of the relative force error |ΔF|/|F| (the paper's Figure 2, right).
 OUTLIER_THRESHOLDS = np.logspace(-1, 3, 13)
 
 
-def predict(model: torch.nn.Module, dataset, batch_size: int = 8, device: str = "cpu") -> List[Dict[str, np.ndarray]]:
-    """Energy, forces (and stress for labelled periodic frames) of every frame of ``dataset``."""
+def predict(
+    model: torch.nn.Module, dataset, batch_size: int = 8, device: str = "cpu", max_atoms: int = 0
+) -> List[Dict[str, np.ndarray]]:
+    """Energy, forces (and stress for labelled periodic frames) of every frame of ``dataset``.
+
+    Frames go through the model ``batch_size`` at a time, and with ``max_atoms`` > 0 in parts of
+    at most that many atoms (a larger frame alone), which bounds the memory of a pass.
+    """
     model.eval()
     results: List[Dict[str, np.ndarray]] = []
+    chunks = []
     for start in range(0, len(dataset), batch_size):
-        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        chunk = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        chunks.extend(split_by_atoms(chunk, max_atoms))
+    for items in chunks:
         batch = {k: v.to(device) for k, v in collate_graphs(items).items()}
         stress = bool(batch[STRESS_MASK].sum() > 0)
         out = model(batch, compute_forces=True, compute_stress=stress)
@@ -49,9 +58,10 @@ def evaluate_file(
     dtype: torch.dtype = torch.float64,
     batch_size: int = 8,
     device: str = "cpu",
+    max_atoms: int = 0,
 ) -> Tuple[List[Dict[str, np.ndarray]], List[str], Dict]:
     """Predictions of an exported model file, or of a training ``checkpoint.pt`` (its EMA weights),
-    on every frame of a data file.
+    on every frame of a data file (``batch_size`` and ``max_atoms`` as in :func:`predict`).
 
     Returns the predictions (see :func:`predict`), each frame's ``config_type`` and the model's
     metadata. Raises ``ValueError`` if the data hold elements the model does not know.
@@ -61,7 +71,7 @@ def evaluate_file(
     frames = load_frames(str(data_path), data_keys)
     check_species(frames, meta["atomic_numbers"], str(data_path))
     dataset = GraphDataset(frames, meta["atomic_numbers"], meta["r_max"], dtype, cache=False, source=str(data_path))
-    preds = predict(module, dataset, batch_size, device)
+    preds = predict(module, dataset, batch_size, device, max_atoms)
     return preds, [frames[i].config_type for i in range(len(frames))], meta
 
 

@@ -5,6 +5,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 import torch
 
+from .. import keys
 from ..graph import atoms_to_graph, collate
 
 REF_ENERGY = "ref_energy"  # (n_graphs,) eV
@@ -61,3 +62,25 @@ class GraphDataset(torch.utils.data.Dataset):
 def collate_graphs(items: List[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
     """Batch graphs and their targets."""
     return collate(items)
+
+
+def split_by_atoms(items: Sequence[Dict[str, torch.Tensor]], max_atoms: int) -> List[List[Dict[str, torch.Tensor]]]:
+    """Consecutive groups of ``items`` with at most ``max_atoms`` atoms each (a structure larger
+    than that is a group of its own); one group of all of them when ``max_atoms`` is 0 or less.
+
+    A training batch split this way is passed through the model one group at a time, with the
+    gradients accumulated, so the memory of a pass is bounded by the atoms of one group.
+    """
+    if max_atoms <= 0:
+        return [list(items)]
+    groups: List[List[Dict[str, torch.Tensor]]] = []
+    atoms = 0
+    for item in items:
+        n = int(item[keys.POSITIONS].shape[0])
+        if groups and atoms + n <= max_atoms:
+            groups[-1].append(item)
+            atoms += n
+        else:
+            groups.append([item])
+            atoms = n
+    return groups

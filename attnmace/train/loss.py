@@ -1,7 +1,7 @@
 """Weighted energy / forces / stress loss."""
 
 from dataclasses import dataclass
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 
@@ -26,27 +26,49 @@ def _error(pred: torch.Tensor, ref: torch.Tensor, delta: float) -> torch.Tensor:
     return (pred - ref) ** 2
 
 
+def loss_norms(batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The denominators of the loss terms of a batch: its summed structure weights (energy), three
+    times its summed atom weights (forces) and its summed stress weights.
+
+    Passing the norms of a whole batch to :func:`compute_loss` of each of its parts makes the parts'
+    losses sum to the whole batch's loss, so their gradients, accumulated, are the batch's.
+    """
+    weight = batch[WEIGHT]
+    atom_weight = weight.index_select(0, batch[keys.BATCH])
+    return {
+        "energy": weight.sum().clamp_min(1e-12),
+        "forces": 3.0 * atom_weight.sum().clamp_min(1e-12),
+        "stress": (batch[STRESS_MASK] * weight).sum(),
+    }
+
+
 def compute_loss(
-    out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], w: LossWeights
+    out: Dict[str, torch.Tensor],
+    batch: Dict[str, torch.Tensor],
+    w: LossWeights,
+    norms: Optional[Dict[str, torch.Tensor]] = None,
 ) -> Dict[str, torch.Tensor]:
     """Total loss and its parts for one batch.
 
     Energies enter per atom; each structure's configuration weight multiplies its energy and
-    stress terms and its atoms' force terms.
+    stress terms and its atoms' force terms. Each term is a weighted mean over the batch; with
+    ``norms`` (:func:`loss_norms` of a larger batch that ``batch`` is part of) the sums are divided
+    by that batch's weights instead, so that the parts of a batch add up to its loss.
     """
+    norms = loss_norms(batch) if norms is None else norms
     weight = batch[WEIGHT]  # (n_graphs,)
     n = batch[NUM_ATOMS]
     e_err = _error(out[keys.ENERGY] / n, batch[REF_ENERGY] / n, w.huber_delta)
-    energy = (weight * e_err).sum() / weight.sum().clamp_min(1e-12)
+    energy = (weight * e_err).sum() / norms["energy"]
     atom_weight = weight.index_select(0, batch[keys.BATCH]).unsqueeze(-1)  # (n_atoms, 1)
     f_err = _error(out[keys.FORCES], batch[REF_FORCES], w.huber_delta)
-    forces = (atom_weight * f_err).sum() / (3.0 * atom_weight.sum().clamp_min(1e-12))
+    forces = (atom_weight * f_err).sum() / norms["forces"]
     parts = {"energy": energy, "forces": forces}
     total = w.energy * energy + w.forces * forces
     mask = batch[STRESS_MASK] * weight
     if keys.STRESS in out and w.stress > 0 and bool(mask.sum() > 0):
         s_err = _error(out[keys.STRESS], batch[REF_STRESS], w.huber_delta).sum(dim=(1, 2)) / 9.0
-        stress = (mask * s_err).sum() / mask.sum()
+        stress = (mask * s_err).sum() / norms["stress"]
         parts["stress"] = stress
         total = total + w.stress * stress
     parts["total"] = total

@@ -9,6 +9,7 @@ With ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in ``DistributedData
 (NCCL on GPU, gloo on CPU); each rank takes every ``world_size``-th batch and rank 0 writes files.
 """
 
+import contextlib
 import csv
 import json
 import logging
@@ -30,8 +31,8 @@ from ..export import export_model
 from ..model import AttnMACE, build_model, copy_weights, count_parameters
 from .checkpoint import snapshot_path
 from .evaluate import compute_metrics, predict
-from .graphs import STRESS_MASK, collate_graphs
-from .loss import LossWeights, compute_loss
+from .graphs import STRESS_MASK, collate_graphs, split_by_atoms
+from .loss import LossWeights, compute_loss, loss_norms
 
 log = logging.getLogger("attnmace.train")
 
@@ -61,6 +62,7 @@ class TrainSettings:
     max_steps_per_epoch: int = 0  # > 0: cap (quick tests)
     max_hours: float = 0.0  # > 0: no epoch is started that would end after this much wall time
     snapshot_every: int = 0  # > 0: keep the EMA weights of every n-th epoch in snapshots/
+    max_atoms_per_pass: int = 0  # > 0: batches pass through the model in parts of at most this many atoms
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -243,30 +245,16 @@ class Trainer:
         return {k: v.to(self.device) for k, v in batch.items()}
 
     def _train_epoch(self, epoch: int) -> Dict[str, float]:
-        s = self.settings
         net = self.ddp if self.ddp is not None else self.model
         self.model.train()
         sums = {"loss": 0.0, "e_sq": 0.0, "f_sq": 0.0, "frames": 0.0, "comps": 0.0}
         batches = self._batches(epoch)
         bar = tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=_rank() != 0 or not batches, unit="batch")
         for idx in bar:
-            batch = self._to_device(collate_graphs([self.train_set[i] for i in idx]))
-            out = net(batch, compute_forces=True, compute_stress=bool(batch[STRESS_MASK].sum() > 0))
-            parts = compute_loss(out, batch, self.loss_weights)
-            self.optimizer.zero_grad(set_to_none=True)
-            parts["total"].backward()
-            if s.clip_grad > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.clip_grad)
-            self.optimizer.step()
-            self._update_ema()
-            with torch.no_grad():
-                n = batch["num_atoms"]
-                sums["loss"] += float(parts["total"]) * len(idx)
-                sums["e_sq"] += float((((out[keys.ENERGY] - batch["ref_energy"]) / n) ** 2).sum())
-                sums["f_sq"] += float(((out[keys.FORCES] - batch["ref_forces"]) ** 2).sum())
-                sums["frames"] += len(idx)
-                sums["comps"] += out[keys.FORCES].numel()
-            bar.set_postfix(loss=f"{float(parts['total'].detach()):.4g}")
+            total = self._train_step(net, idx, sums)
+            sums["loss"] += total * len(idx)
+            sums["frames"] += len(idx)
+            bar.set_postfix(loss=f"{total:.4g}")
         if _world() > 1:
             t = torch.tensor([sums[k] for k in sorted(sums)], dtype=torch.float64, device=self.device)
             dist.all_reduce(t)
@@ -277,6 +265,42 @@ class Trainer:
             "train_energy_rmse_meV_per_atom": 1e3 * math.sqrt(sums["e_sq"] / frames),
             "train_forces_rmse_meV_per_A": 1e3 * math.sqrt(sums["f_sq"] / max(sums["comps"], 1.0)),
         }
+
+    def _train_step(self, net: torch.nn.Module, idx: List[int], sums: Dict[str, float]) -> float:
+        """One optimizer step on the batch of training frames ``idx``; returns its loss and adds its
+        squared errors to ``sums``.
+
+        With ``max_atoms_per_pass`` the batch goes through the model in parts and their gradients
+        accumulate. Each part's loss is divided by the whole batch's weights, so the parts' losses
+        and gradients add up to the whole batch's.
+        """
+        s = self.settings
+        items = [self.train_set[i] for i in idx]
+        groups = split_by_atoms(items, s.max_atoms_per_pass)
+        whole = self._to_device(collate_graphs(items))
+        norms = loss_norms(whole)
+        self.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for k, group in enumerate(groups):
+            batch = whole if len(groups) == 1 else self._to_device(collate_graphs(group))
+            # with DDP the gradients are all-reduced once, after the last part's backward pass
+            last = k == len(groups) - 1
+            with contextlib.nullcontext() if self.ddp is None or last else self.ddp.no_sync():
+                out = net(batch, compute_forces=True, compute_stress=bool(batch[STRESS_MASK].sum() > 0))
+                parts = compute_loss(out, batch, self.loss_weights, norms)
+                parts["total"].backward()
+            with torch.no_grad():
+                n = batch["num_atoms"]
+                total += float(parts["total"])
+                sums["e_sq"] += float((((out[keys.ENERGY] - batch["ref_energy"]) / n) ** 2).sum())
+                sums["f_sq"] += float(((out[keys.FORCES] - batch["ref_forces"]) ** 2).sum())
+                sums["comps"] += out[keys.FORCES].numel()
+            del out, parts  # free this part's graph before the next one is built
+        if s.clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.clip_grad)
+        self.optimizer.step()
+        self._update_ema()
+        return total
 
     def _warm_up(self) -> None:
         """One discarded forward/backward pass before training.
@@ -315,7 +339,9 @@ class Trainer:
 
     def validate(self) -> Dict[str, Any]:
         model = self.eval_model()
-        preds = predict(model, self.valid_set, self.settings.valid_batch_size, str(self.device))
+        preds = predict(
+            model, self.valid_set, self.settings.valid_batch_size, str(self.device), self.settings.max_atoms_per_pass
+        )
         self.model.train()
         metrics = compute_metrics(preds, self.valid_config_types)
         w = self.loss_weights

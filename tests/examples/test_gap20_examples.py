@@ -301,21 +301,27 @@ def test_recipe_configs_differ_only_in_preset_and_output_dir():
         assert options["patience"] > options["max_epochs"]  # no early stopping on the noisy validation
 
 
-def test_committed_attention_run_resumes_with_the_recipe():
-    """The committed checkpoint is the run of ``attention.yaml``: ``--resume`` continues it."""
+# Settings of one invocation, not of the recipe: the device, the time budget, an earlier stop
+# (--max-epochs; the next --resume with the recipe's file runs on to its max_epochs), and the
+# validation batch size and the atoms per pass, which set the memory of a step, not its result.
+_INVOCATION = {"device", "extra", "max_hours", "max_epochs", "valid_batch_size", "max_atoms_per_pass"}
+
+
+@pytest.mark.parametrize("preset, heads, channels", [("attention", 4, 16), ("baseline", 0, 64)])
+def test_committed_run_resumes_with_the_recipe(preset, heads, channels):
+    """The committed checkpoint is the run of ``<preset>.yaml``: ``--resume`` continues it."""
     from dataclasses import fields
 
     from attnmace.train.checkpoint import read_checkpoint
     from attnmace.train.trainer import TrainSettings
 
-    options = _recipe("attention")
+    options = _recipe(preset)
     run = Path(__file__).parents[2] / options["output_dir"]
     config, weights, state = read_checkpoint(run / "checkpoint.pt")
     assert state["ema"] is not None and set(weights) == set(state["model"])
-    assert config.cutoffs == tuple(options["cutoffs"]) and config.heads == 4 and config.channels == 16
-    # the device, the time budget and an earlier stop (--max-epochs) belong to one invocation,
-    # not to the recipe: the next --resume with the recipe's file runs on to its max_epochs
-    settings = {f.name for f in fields(TrainSettings)} - {"device", "extra", "max_hours", "max_epochs"}
+    assert config.cutoffs == tuple(options["cutoffs"])
+    assert (config.heads, config.channels) == (heads, channels)
+    settings = {f.name for f in fields(TrainSettings)} - _INVOCATION
     assert {k: state["settings"][k] for k in settings} == {k: options[k] for k in settings}
     with open(run / "metrics.csv") as fh:
         rows = fh.read().splitlines()[1:]
@@ -333,7 +339,7 @@ def test_anneal_recipe_starts_from_a_committed_snapshot_of_the_attention_run():
     root = Path(__file__).parents[2]
     attention, anneal = _recipe("attention"), _recipe("anneal")
     schedule = {"lr", "scheduler", "max_epochs", "plateau_patience", "snapshot_every", "output_dir"}
-    same = {f.name for f in fields(TrainSettings)} - schedule - {"device", "extra", "max_hours"}
+    same = {f.name for f in fields(TrainSettings)} - schedule - _INVOCATION
     assert {k: anneal[k] for k in same} == {k: attention[k] for k in same}
     for key in ("train_file", "valid_file", "energy_key", "forces_key", "e0s", "species"):
         assert anneal[key] == attention[key]

@@ -1,5 +1,7 @@
 """Statistics (E0s, neighbour counts, scale/shift) and the loss."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -84,3 +86,79 @@ def test_huber_loss_backward_with_float64_energy_and_float32_references():
     assert energy.grad is not None and torch.isfinite(energy.grad).all()
     # past delta the Huber gradient is delta * sign / N: bounded, unlike the squared error's
     assert energy.grad[0].item() == pytest.approx(0.1 * (1 / 2) * (1 / 3))
+
+
+def _labelled_frames():
+    """Periodic frames of 2, 4, 2 and 8 atoms with forces, stresses on some, and unequal weights."""
+    rng = np.random.default_rng(3)
+    frames = []
+    for k, (size, weight, stressed) in enumerate([(1, 1.0, True), (2, 2.0, False), (1, 0.5, True), (3, 1.5, True)]):
+        atoms = bulk("C", "diamond", a=3.567) * (size, 1, 1) if size < 3 else bulk("C", "diamond", a=3.567) * (2, 2, 1)
+        atoms.rattle(0.1, seed=k)
+        n = len(atoms)
+        stress = rng.normal(size=(3, 3)) * 0.01 if stressed else None
+        frames.append(
+            Frame(
+                atoms.numbers,
+                atoms.positions,
+                atoms.cell.array,
+                atoms.pbc,
+                -9.0 * n,
+                rng.normal(size=(n, 3)),
+                stress,
+                weight,
+            )
+        )
+    return frames
+
+
+def test_parts_of_a_batch_sum_to_its_loss_and_gradient():
+    """With the whole batch's norms, the losses of its parts add up to the batch's loss and their
+    accumulated gradients to its gradient (energy, forces and stress, unequal weights)."""
+    from helpers import tiny_model
+
+    from attnmace.train.graphs import GraphDataset, collate_graphs, split_by_atoms
+    from attnmace.train.loss import loss_norms
+
+    model = copy.deepcopy(tiny_model()).train()  # training mode: forces keep their graph for backward
+    data = GraphDataset(_labelled_frames(), [6], model.config.r_max, torch.float64)
+    items = [data[i] for i in range(len(data))]
+    weights = LossWeights(energy=5.0, forces=10.0, stress=100.0)
+
+    def loss_and_grad(groups, norms):
+        model.zero_grad(set_to_none=True)
+        total = 0.0
+        for group in groups:
+            batch = collate_graphs(group)
+            out = model(batch, compute_forces=True, compute_stress=True)
+            parts = compute_loss(out, batch, weights, norms)
+            assert "stress" in parts or not bool(batch["stress_mask"].sum() > 0)
+            loss = parts["total"]
+            loss.backward()
+            total += float(loss.detach())
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        model.zero_grad(set_to_none=True)
+        return total, grads
+
+    whole, whole_grads = loss_and_grad([items], None)
+    groups = split_by_atoms(items, 6)
+    assert [len(g) for g in groups] == [2, 1, 1]  # 2 + 4 atoms, then 2, then the 8-atom frame alone
+    parts, parts_grads = loss_and_grad(groups, loss_norms(collate_graphs(items)))
+    assert parts == pytest.approx(whole, rel=1e-12)
+    assert len(parts_grads) == len(whole_grads) > 0
+    for a, b in zip(parts_grads, whole_grads):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-14)
+    # without the whole batch's norms each part would be a mean of its own: not the same loss
+    alone, _ = loss_and_grad(groups, None)
+    assert alone != pytest.approx(whole, rel=1e-3)
+
+
+def test_split_by_atoms_keeps_the_order_and_the_bound():
+    from attnmace.train.graphs import split_by_atoms
+
+    items = [{keys.POSITIONS: torch.zeros(n, 3)} for n in (3, 5, 2, 9, 1, 1)]
+    sizes = lambda groups: [[int(i[keys.POSITIONS].shape[0]) for i in g] for g in groups]  # noqa: E731
+    assert sizes(split_by_atoms(items, 8)) == [[3, 5], [2], [9], [1, 1]]
+    assert sizes(split_by_atoms(items, 0)) == [[3, 5, 2, 9, 1, 1]]
+    assert sizes(split_by_atoms(items, 1)) == [[3], [5], [2], [9], [1], [1]]
+    assert split_by_atoms([], 8) == []

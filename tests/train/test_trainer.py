@@ -18,7 +18,9 @@ import yaml
 from attnmace import AttnMACECalculator, build_model, keys, read_metadata
 from attnmace.config import ModelConfig
 from attnmace.graph import atoms_to_graph
+from attnmace.train.checkpoint import read_checkpoint
 from attnmace.train.cli import (
+    _architecture_options,
     build_trainer,
     eval_main,
     export_main,
@@ -199,7 +201,26 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
     assert [r["train_loss"] for r in ref["history"]] == [r["train_loss"] for r in resumed["history"]]
 
 
-def test_two_process_gloo(tmp_path):
+def test_max_atoms_per_pass_trains_the_same_weights(tmp_path):
+    """Batches passed through the model in parts (gradients accumulated) give the same training:
+    losses, weights and validation errors, to rounding."""
+    runs = {}
+    for cap in ("0", "1"):  # whole batches; every structure alone
+        out = tmp_path / f"cap{cap}"
+        argv = [*TINY, "--output-dir", str(out), "--max-epochs", "2", "--max-steps-per-epoch", "3"]
+        assert train_main([*argv, "--max-atoms-per-pass", cap, "--valid-batch-size", "8"]) == 0
+        runs[cap] = _final_state(out)
+    whole, parts = runs["0"], runs["1"]
+    assert parts["settings"]["max_atoms_per_pass"] == 1
+    for a, b in zip(whole["history"], parts["history"]):
+        for key in ("train_loss", "valid_loss", "train_forces_rmse_meV_per_A", "valid_energy_rmse_meV_per_atom"):
+            assert b[key] == pytest.approx(a[key], rel=1e-9), key
+    for part in ("model", "ema"):
+        for name, value in whole[part].items():
+            assert torch.allclose(parts[part][name], value, rtol=1e-9, atol=1e-12), f"{part}.{name}"
+
+
+def _ddp_run(out, *extra):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -221,14 +242,28 @@ def test_two_process_gloo(tmp_path):
         "--max-steps-per-epoch",
         "4",
         "--output-dir",
-        str(tmp_path / "ddp"),
+        str(out),
+        *extra,
     ]
     result = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_two_process_gloo(tmp_path):
+    result = _ddp_run(tmp_path / "ddp")
     assert (tmp_path / "ddp" / "model.pt").is_file()
     assert result.stdout.count("epoch 2 ") == 1  # only rank 0 logs
     state = _final_state(tmp_path / "ddp")
     assert state["epoch"] == 2 and np.isfinite(state["history"][-1]["valid_loss"])
+    # batches in parts of at most 16 atoms (the fixture's frames have 1-16): the ranks' batches
+    # split into different numbers of parts, and the gradients are all-reduced once per step,
+    # after each rank's last part
+    _ddp_run(tmp_path / "parts", "--max-atoms-per-pass", "16")
+    parts = _final_state(tmp_path / "parts")
+    assert [r["train_loss"] for r in parts["history"]] == pytest.approx([r["train_loss"] for r in state["history"]])
+    for name, value in state["model"].items():
+        assert torch.allclose(parts["model"][name], value, rtol=1e-9, atol=1e-12), name
 
 
 def test_resume_with_other_loss_weights_restarts_the_best_loss(tmp_path, caplog):
@@ -282,6 +317,36 @@ def test_init_from_starts_a_new_run_from_the_ema_weights_of_a_checkpoint(tmp_pat
     state = _final_state(tuned)
     assert state["epoch"] == 1 and len(state["history"]) == 1
     assert state["history"][0]["lr"] == pytest.approx(0.001)
+
+
+def test_config_yaml_records_the_architecture_of_a_model_taken_from_a_checkpoint(tmp_path):
+    first = tmp_path / "first"
+    assert train_main([*TINY, "--output-dir", str(first), "--max-epochs", "1", "--max-steps-per-epoch", "1"]) == 0
+    trained = read_checkpoint(first / "checkpoint.pt")[0]
+    # no architecture flags: the command line's defaults (cutoffs 5,5,5, preset attention) are ignored
+    plain = ["--train-file", FIXTURE, "--batch-size", "4", "--dtype", "float64", "--device", "cpu"]
+    tuned = tmp_path / "tuned"
+    argv = [*plain, "--output-dir", str(tuned), "--max-epochs", "1", "--max-steps-per-epoch", "1"]
+    assert train_main([*argv, "--init-from", str(first / "checkpoint.pt")]) == 0
+    recorded = yaml.safe_load((tuned / "config.yaml").read_text())
+    assert recorded["cutoffs"] == [2.5, 3.5] and recorded["channels"] == 4 and recorded["heads"] == 2
+    assert recorded["correlation"] == [2, 2] and recorded["radial_mlp"] == [8]
+    assert recorded["preset"] is None  # 4 channels is neither preset
+    assert recorded["model"] == trained.to_dict()
+    # its options (without the `model` record) build the same architecture in a fresh run
+    options = tmp_path / "options.yaml"
+    options.write_text(yaml.safe_dump({k: v for k, v in recorded.items() if k != "model"}))
+    again = resolve_options(["--config", str(options), "--init-from", "", "--output-dir", str(tmp_path / "a")])
+    assert build_trainer(again).model.config == trained
+
+
+def test_config_yaml_names_the_preset_the_model_matches(tmp_path):
+    argv = ["--train-file", FIXTURE, "--cutoffs", "2.5,3.5", "--preset", "baseline", "--radial-mlp", "8"]
+    config = build_trainer(
+        resolve_options([*argv, "--output-dir", str(tmp_path / "r"), "--dtype", "float64"])
+    ).model.config
+    recorded = _architecture_options(config)
+    assert recorded["preset"] == "baseline" and recorded["channels"] == 64 and recorded["heads"] == 0
 
 
 @pytest.mark.parametrize("kind", ["missing", "torchscript", "other species"])
