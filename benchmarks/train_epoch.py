@@ -84,18 +84,18 @@ def main(argv=None) -> int:
         drawn = [by_size[:size]] * (args.batches + 1)
     else:
         drawn = [rng.choice(len(dataset), size, replace=False) for _ in range(args.batches + 1)]
-    batches = []  # (whole batch, its parts, the whole batch's loss norms or None)
+    batches = []  # (atoms, the batch's parts, its loss norms or None)
     for indices in drawn:
         items = [dataset[int(i)] for i in indices]
-        whole = collate_graphs(items)
-        if args.max_atoms_per_pass > 0:
+        atoms_in = sum(int(item["positions"].shape[0]) for item in items)
+        if args.max_atoms_per_pass > 0:  # (not in checkouts from before the option)
             from attnmace.train.graphs import split_by_atoms
             from attnmace.train.loss import loss_norms
 
             parts = [collate_graphs(group) for group in split_by_atoms(items, args.max_atoms_per_pass)]
-            batches.append((whole, parts, loss_norms(whole)))
+            batches.append((atoms_in, parts, loss_norms(*parts)))
         else:
-            batches.append((whole, [whole], None))
+            batches.append((atoms_in, [collate_graphs(items)], None))
 
     def step(batch):
         _, parts, norms = batch
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
             step(batch)
             best = min(best, time.perf_counter() - start)
         seconds.append(best)
-        atoms.append(int(batch[0]["positions"].shape[0]))
+        atoms.append(batch[0])
     ms_per_atom = sum(seconds) / sum(atoms) * 1e3  # time-weighted, as an epoch sums them
     total_atoms = sum(len(dataset.frames[i].numbers) for i in range(len(dataset)))
     epoch_min = total_atoms * ms_per_atom / 1e3 / 60

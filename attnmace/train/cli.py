@@ -173,6 +173,11 @@ def resolve_options(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     for name in ("cutoffs", "radial_mlp", "correlation"):
         if options[name] is not None and not isinstance(options[name], list):
             options[name] = (_ints if name != "cutoffs" else _floats)(options[name])
+    if options["max_atoms_per_pass"] < 0:
+        raise SystemExit(
+            "attnmace-train: --max-atoms-per-pass must be 0 (whole batches) or more, "
+            f"not {options['max_atoms_per_pass']}"
+        )
     if options["train_file"] is None:
         raise SystemExit("attnmace-train: --train-file is required (flag or config file)")
     if options["device"] is None:

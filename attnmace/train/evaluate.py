@@ -25,11 +25,7 @@ def predict(
     """
     model.eval()
     results: List[Dict[str, np.ndarray]] = []
-    chunks = []
-    for start in range(0, len(dataset), batch_size):
-        chunk = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        chunks.extend(split_by_atoms(chunk, max_atoms))
-    for items in chunks:
+    for items in _parts(dataset, batch_size, max_atoms):
         batch = {k: v.to(device) for k, v in collate_graphs(items).items()}
         stress = bool(batch[STRESS_MASK].sum() > 0)
         out = model(batch, compute_forces=True, compute_stress=stress)
@@ -49,6 +45,13 @@ def predict(
                 res["ref_stress"] = item[REF_STRESS][0].double().numpy()
             results.append(res)
     return results
+
+
+def _parts(dataset, batch_size: int, max_atoms: int):
+    """The frames of ``dataset`` in batches of ``batch_size``, each split by ``max_atoms``; built one
+    batch at a time, so a dataset read lazily is never held in memory whole."""
+    for start in range(0, len(dataset), batch_size):
+        yield from split_by_atoms([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))], max_atoms)
 
 
 def evaluate_file(

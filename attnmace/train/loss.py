@@ -26,20 +26,18 @@ def _error(pred: torch.Tensor, ref: torch.Tensor, delta: float) -> torch.Tensor:
     return (pred - ref) ** 2
 
 
-def loss_norms(batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """The denominators of the loss terms of a batch: its summed structure weights (energy), three
-    times its summed atom weights (forces) and its summed stress weights.
+def loss_norms(*batches: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The denominators of the loss terms of the batch made of ``batches`` (the parts of one batch,
+    or one batch): its summed structure weights (energy), three times its summed atom weights
+    (forces) and its summed stress weights.
 
     Passing the norms of a whole batch to :func:`compute_loss` of each of its parts makes the parts'
     losses sum to the whole batch's loss, so their gradients, accumulated, are the batch's.
     """
-    weight = batch[WEIGHT]
-    atom_weight = weight.index_select(0, batch[keys.BATCH])
-    return {
-        "energy": weight.sum().clamp_min(1e-12),
-        "forces": 3.0 * atom_weight.sum().clamp_min(1e-12),
-        "stress": (batch[STRESS_MASK] * weight).sum(),
-    }
+    energy = sum(b[WEIGHT].sum() for b in batches)
+    forces = sum(b[WEIGHT].index_select(0, b[keys.BATCH]).sum() for b in batches)
+    stress = sum((b[STRESS_MASK] * b[WEIGHT]).sum() for b in batches)
+    return {"energy": energy.clamp_min(1e-12), "forces": 3.0 * forces.clamp_min(1e-12), "stress": stress}
 
 
 def compute_loss(

@@ -275,16 +275,14 @@ class Trainer:
         and gradients add up to the whole batch's.
         """
         s = self.settings
-        items = [self.train_set[i] for i in idx]
-        groups = split_by_atoms(items, s.max_atoms_per_pass)
-        whole = self._to_device(collate_graphs(items))
-        norms = loss_norms(whole)
+        groups = split_by_atoms([self.train_set[i] for i in idx], s.max_atoms_per_pass)
+        batches = [self._to_device(collate_graphs(group)) for group in groups]
+        norms = loss_norms(*batches)
         self.optimizer.zero_grad(set_to_none=True)
         total = 0.0
-        for k, group in enumerate(groups):
-            batch = whole if len(groups) == 1 else self._to_device(collate_graphs(group))
+        for k, batch in enumerate(batches):
             # with DDP the gradients are all-reduced once, after the last part's backward pass
-            last = k == len(groups) - 1
+            last = k == len(batches) - 1
             with contextlib.nullcontext() if self.ddp is None or last else self.ddp.no_sync():
                 out = net(batch, compute_forces=True, compute_stress=bool(batch[STRESS_MASK].sum() > 0))
                 parts = compute_loss(out, batch, self.loss_weights, norms)

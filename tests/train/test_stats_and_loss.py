@@ -143,7 +143,10 @@ def test_parts_of_a_batch_sum_to_its_loss_and_gradient():
     whole, whole_grads = loss_and_grad([items], None)
     groups = split_by_atoms(items, 6)
     assert [len(g) for g in groups] == [2, 1, 1]  # 2 + 4 atoms, then 2, then the 8-atom frame alone
-    parts, parts_grads = loss_and_grad(groups, loss_norms(collate_graphs(items)))
+    norms = loss_norms(collate_graphs(items))
+    by_parts = loss_norms(*[collate_graphs(g) for g in groups])  # the norms summed over the parts
+    assert all(torch.allclose(by_parts[k], norms[k], rtol=1e-14) for k in norms)
+    parts, parts_grads = loss_and_grad(groups, norms)
     assert parts == pytest.approx(whole, rel=1e-12)
     assert len(parts_grads) == len(whole_grads) > 0
     for a, b in zip(parts_grads, whole_grads):

@@ -220,6 +220,11 @@ def test_max_atoms_per_pass_trains_the_same_weights(tmp_path):
             assert torch.allclose(parts[part][name], value, rtol=1e-9, atol=1e-12), f"{part}.{name}"
 
 
+def test_max_atoms_per_pass_refuses_a_negative_bound():
+    with pytest.raises(SystemExit, match="max-atoms-per-pass must be 0"):
+        resolve_options([*TINY, "--max-atoms-per-pass", "-1"])
+
+
 def _ddp_run(out, *extra):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
