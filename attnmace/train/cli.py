@@ -165,6 +165,10 @@ def resolve_options(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             from_file = yaml.safe_load(fh) or {}
         if not isinstance(from_file, dict):
             raise SystemExit(f"attnmace-train: {config_path} must hold a mapping of options")
+        # A run's own config.yaml also records its model config under `model`: the architecture
+        # options beside it rebuild that model, so the record is not an option and is skipped.
+        if isinstance(from_file.get("model"), dict):
+            from_file.pop("model")
         unknown = [k for k in from_file if k.replace("-", "_") not in TRAIN_OPTIONS]
         if unknown:
             raise SystemExit(f"attnmace-train: unknown option(s) {unknown} in {config_path}")

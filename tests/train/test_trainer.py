@@ -338,10 +338,11 @@ def test_config_yaml_records_the_architecture_of_a_model_taken_from_a_checkpoint
     assert recorded["correlation"] == [2, 2] and recorded["radial_mlp"] == [8]
     assert recorded["preset"] is None  # 4 channels is neither preset
     assert recorded["model"] == trained.to_dict()
-    # its options (without the `model` record) build the same architecture in a fresh run
-    options = tmp_path / "options.yaml"
-    options.write_text(yaml.safe_dump({k: v for k, v in recorded.items() if k != "model"}))
-    again = resolve_options(["--config", str(options), "--init-from", "", "--output-dir", str(tmp_path / "a")])
+    # the file itself, `model` record and all, is a --config that builds the same architecture
+    again = resolve_options(
+        ["--config", str(tuned / "config.yaml"), "--init-from", "", "--output-dir", str(tmp_path / "a")]
+    )
+    assert "model" not in again
     assert build_trainer(again).model.config == trained
 
 
