@@ -160,20 +160,23 @@ def resolve_options(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     args = vars(train_parser().parse_args(argv))
     options = {name: default for name, (_, default, _) in TRAIN_OPTIONS.items()}
     config_path = args.pop("config", None)
+    record = None
     if config_path:
         with open(config_path) as fh:
             from_file = yaml.safe_load(fh) or {}
         if not isinstance(from_file, dict):
             raise SystemExit(f"attnmace-train: {config_path} must hold a mapping of options")
         # A run's own config.yaml also records its model config under `model`: the architecture
-        # options beside it rebuild that model, so the record is not an option and is skipped.
-        if isinstance(from_file.get("model"), dict):
-            from_file.pop("model")
+        # options beside it rebuild that model, so the record is not an option; build_trainer
+        # checks that the model it builds matches it.
+        record = from_file.pop("model") if isinstance(from_file.get("model"), dict) else None
         unknown = [k for k in from_file if k.replace("-", "_") not in TRAIN_OPTIONS]
         if unknown:
             raise SystemExit(f"attnmace-train: unknown option(s) {unknown} in {config_path}")
         options.update({k.replace("-", "_"): v for k, v in from_file.items()})
     options.update(args)
+    if record is not None:
+        options["_model_record"] = {"source": config_path, "fields": record}
     for name in ("cutoffs", "radial_mlp", "correlation"):
         if options[name] is not None and not isinstance(options[name], list):
             options[name] = (_ints if name != "cutoffs" else _floats)(options[name])
@@ -271,6 +274,8 @@ def build_trainer(options: Dict[str, Any]) -> Trainer:
             **{k: v for k, v in overrides.items() if k != "cutoffs"},
             cutoffs=overrides["cutoffs"],
         )
+    if options.get("_model_record"):
+        _check_model_record(options["_model_record"], config)
     model = build_model(config=config, seed=options["seed"])
     if initial_weights is not None:
         model.load_state_dict(initial_weights)
@@ -305,6 +310,35 @@ def build_trainer(options: Dict[str, Any]) -> Trainer:
     if options["resume"] and not trainer.resume():
         log.info("no checkpoint in %s: starting from scratch", output_dir)
     return trainer
+
+
+def _check_model_record(record: Dict[str, Any], config: ModelConfig) -> None:
+    """Refuse a ``model`` record of a ``--config`` file that the model to be trained does not match.
+
+    The record is what a run's ``config.yaml`` says its model was; the architecture options (or,
+    with ``--resume`` and ``--init-from``, the checkpoint) decide the model, so a record that
+    disagrees with them, edited by hand or left from another run, would otherwise be ignored
+    silently. Data-derived fields (``avg_num_neighbors``, ``e0s``, ``scale``, ``shift``) are
+    recomputed from the data and not compared.
+    """
+    fields, source = record["fields"], record["source"]
+    built = config.to_dict()
+    unknown = sorted(k for k in fields if k not in built)
+    if unknown:
+        raise SystemExit(f"attnmace-train: unknown field(s) {unknown} in the `model` record of {source}")
+
+    def plain(value):
+        return [plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+    compared = sorted(k for k in fields if k in _MODEL_FIELDS or k == "species")
+    differ = [
+        f"{k}: {fields[k]!r} there, {plain(built[k])!r} here" for k in compared if plain(fields[k]) != plain(built[k])
+    ]
+    if differ:
+        raise SystemExit(
+            f"attnmace-train: the `model` record of {source} does not match the model these options "
+            f"build ({'; '.join(differ)}); remove the record or make the architecture options agree"
+        )
 
 
 def _initial_state(path: str):
@@ -421,7 +455,7 @@ def train_main(argv: Optional[List[str]] = None) -> int:
         if _rank() == 0:
             trainer.output_dir.mkdir(parents=True, exist_ok=True)
             resolved = {
-                **options,
+                **{k: v for k, v in options.items() if not k.startswith("_")},
                 **_architecture_options(trainer.model.config),
                 "model": trainer.model.config.to_dict(),
             }

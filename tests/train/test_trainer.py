@@ -346,6 +346,28 @@ def test_config_yaml_records_the_architecture_of_a_model_taken_from_a_checkpoint
     assert build_trainer(again).model.config == trained
 
 
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        ({"channels": 8}, r"channels: 8 there, 4 here"),
+        ({"cutoffs": [2.5, 4.0]}, r"cutoffs: \[2.5, 4.0\] there, \[2.5, 3.5\] here"),
+        ({"species": ["C", "H"]}, r"species: \['C', 'H'\] there, \['C'\] here"),
+        ({"num_heads": 4}, r"unknown field\(s\) \['num_heads'\]"),
+    ],
+)
+def test_a_model_record_that_the_options_do_not_build_is_refused(tmp_path, edit, message):
+    run = tmp_path / "run"
+    assert train_main([*TINY, "--output-dir", str(run), "--max-epochs", "1", "--max-steps-per-epoch", "1"]) == 0
+    recorded = yaml.safe_load((run / "config.yaml").read_text())
+    assert not any(k.startswith("_") for k in recorded)  # the record check leaves no private keys
+    recorded["model"].update(edit)
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(yaml.safe_dump(recorded))
+    options = resolve_options(["--config", str(edited), "--output-dir", str(tmp_path / "again")])
+    with pytest.raises(SystemExit, match=message):
+        build_trainer(options)
+
+
 def test_config_yaml_names_the_preset_the_model_matches(tmp_path):
     argv = ["--train-file", FIXTURE, "--cutoffs", "2.5,3.5", "--preset", "baseline", "--radial-mlp", "8"]
     config = build_trainer(
