@@ -324,9 +324,16 @@ def test_init_from_starts_a_new_run_from_the_ema_weights_of_a_checkpoint(tmp_pat
     assert state["history"][0]["lr"] == pytest.approx(0.001)
 
 
-def test_config_yaml_records_the_architecture_of_a_model_taken_from_a_checkpoint(tmp_path):
-    first = tmp_path / "first"
-    assert train_main([*TINY, "--output-dir", str(first), "--max-epochs", "1", "--max-steps-per-epoch", "1"]) == 0
+@pytest.fixture(scope="module")
+def one_step_run(tmp_path_factory):
+    """The output directory of a tiny run of one step, shared by the tests that only read it."""
+    run = tmp_path_factory.mktemp("one_step_run")
+    assert train_main([*TINY, "--output-dir", str(run), "--max-epochs", "1", "--max-steps-per-epoch", "1"]) == 0
+    return run
+
+
+def test_config_yaml_records_the_architecture_of_a_model_taken_from_a_checkpoint(tmp_path, one_step_run):
+    first = one_step_run
     trained = read_checkpoint(first / "checkpoint.pt")[0]
     # no architecture flags: the command line's defaults (cutoffs 5,5,5, preset attention) are ignored
     plain = ["--train-file", FIXTURE, "--batch-size", "4", "--dtype", "float64", "--device", "cpu"]
@@ -355,9 +362,8 @@ def test_config_yaml_records_the_architecture_of_a_model_taken_from_a_checkpoint
         ({"num_heads": 4}, r"unknown field\(s\) \['num_heads'\]"),
     ],
 )
-def test_a_model_record_that_the_options_do_not_build_is_refused(tmp_path, edit, message):
-    run = tmp_path / "run"
-    assert train_main([*TINY, "--output-dir", str(run), "--max-epochs", "1", "--max-steps-per-epoch", "1"]) == 0
+def test_a_model_record_that_the_options_do_not_build_is_refused(tmp_path, one_step_run, edit, message):
+    run = one_step_run
     recorded = yaml.safe_load((run / "config.yaml").read_text())
     assert not any(k.startswith("_") for k in recorded)  # the record check leaves no private keys
     recorded["model"].update(edit)
@@ -378,9 +384,8 @@ def test_config_yaml_names_the_preset_the_model_matches(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["missing", "torchscript", "other species"])
-def test_init_from_refuses_what_is_not_a_usable_checkpoint(tmp_path, kind):
-    first = tmp_path / "first"
-    assert train_main([*TINY, "--output-dir", str(first), "--max-epochs", "1", "--max-steps-per-epoch", "1"]) == 0
+def test_init_from_refuses_what_is_not_a_usable_checkpoint(tmp_path, one_step_run, kind):
+    first = one_step_run
     source = {"missing": tmp_path / "nothing.pt", "torchscript": first / "model.pt"}.get(kind, first / "checkpoint.pt")
     argv = [*TINY, "--output-dir", str(tmp_path / "tuned"), "--init-from", str(source)]
     if kind == "other species":
