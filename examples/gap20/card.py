@@ -8,7 +8,7 @@
         --json runs/gap20/ship/diamond_graphite.json
     python examples/gap20/nve_amorphous.py --model runs/gap20/ship/model.pt --json runs/gap20/ship/nve.json
     python examples/gap20/card.py --results runs/gap20/ship --output runs/gap20/ship/card.json \\
-        --limits "what the checks above showed"
+        --limits "what the checks above showed" [--status "preliminary: why"]
     python examples/ship_model.py runs/gap20/ship/model.pt models/gap20.pt --card runs/gap20/ship/card.json \\
         --fixture tests/fixtures/gap20_small.extxyz --frames 0,1,2
 
@@ -44,9 +44,12 @@ def _read(path: Path) -> Optional[dict]:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def build_card(results: Path, limits: str, name: str = "attention", split: Path = HERE / "split.json") -> dict:
+def build_card(
+    results: Path, limits: str, name: str = "attention", split: Path = HERE / "split.json", status: str = "release"
+) -> dict:
     """The card's dict from a folder with ``metrics.json`` (``compare.py``) and, where they were
-    run, ``graphite.json``, ``diamond_graphite.json`` and ``nve.json`` (the examples' ``--json``)."""
+    run, ``graphite.json``, ``diamond_graphite.json`` and ``nve.json`` (the examples' ``--json``).
+    ``status`` says whether the weights meet the accuracy bar ("release") or not ("preliminary: ...")."""
     comparison = json.loads((results / "metrics.json").read_text())
     if name not in comparison:
         raise SystemExit(f"{results / 'metrics.json'} has no model named {name!r} (it has {sorted(comparison)})")
@@ -58,6 +61,7 @@ def build_card(results: Path, limits: str, name: str = "attention", split: Path 
     correlation = max(correlation) if isinstance(correlation, list) else correlation
     return {
         "name": "gap20.pt",
+        "status": status,
         "description": f"AttnMACE, attention preset: {config['channels']} channels, {config['heads']} heads, "
         f"L = {config['max_l']}, correlation {correlation}; {len(config['cutoffs'])} layers with "
         f"layer-dependent cutoffs {', '.join(f'{c:g}' for c in config['cutoffs'])} Å; "
@@ -105,11 +109,14 @@ def main(argv=None) -> None:
     parser.add_argument("--results", type=Path, required=True, help="folder with compare.py's metrics.json")
     parser.add_argument("--name", default="attention", help="the model's name in metrics.json")
     parser.add_argument("--limits", required=True, help="what the checks say the model cannot do")
+    parser.add_argument(
+        "--status", default="release", help='"release", or why the weights are preliminary (e.g. a missed accuracy bar)'
+    )
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
-    card = build_card(args.results, args.limits, args.name)
+    card = build_card(args.results, args.limits, args.name, status=args.status)
     args.output.write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n")
-    print(json.dumps({k: card[k] for k in ("training", "checks")}, indent=1, ensure_ascii=False))
+    print(json.dumps({k: card[k] for k in ("status", "training", "checks")}, indent=1, ensure_ascii=False))
 
 
 if __name__ == "__main__":

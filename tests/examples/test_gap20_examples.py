@@ -274,6 +274,7 @@ def test_compare_evaluates_best_and_last_weights_of_a_run(tmp_path):
     card_file = tmp_path / "card.json"
     card.main(["--results", str(results), "--limits", "untrained", "--output", str(card_file)])
     made = json.loads(card_file.read_text())
+    assert made["status"] == "release"
     assert made["metrics"]["test"]["frames"] == 6 and made["training"]["epochs"] == 2
     assert "checkpoint.pt" in made["training"]["weights"] and made["limits"] == "untrained"
     assert set(made["checks"]) == {"graphite", "diamond_graphite", "nve"}
@@ -283,6 +284,10 @@ def test_compare_evaluates_best_and_last_weights_of_a_run(tmp_path):
     assert made["data"]["frames"]["train"] == 1172 and "CC BY 4.0" in made["licence"]
     with pytest.raises(SystemExit, match="no model named 'baseline'"):
         card.build_card(results, "", name="baseline")
+    card.main(
+        ["--results", str(results), "--limits", "", "--status", "preliminary: bar missed", "--output", str(card_file)]
+    )
+    assert json.loads(card_file.read_text())["status"] == "preliminary: bar missed"
 
 
 def _recipe(name):
