@@ -69,7 +69,7 @@ def pick_frames(frames, per_size=PER_SIZE) -> list[int]:
 
 
 def _label_one(args) -> dict:
-    index, atoms, workdir = args
+    index, atoms, workdir, length = args
     cp2k = _cp2k_setup()
     row = dict(
         frame=index,
@@ -78,8 +78,9 @@ def _label_one(args) -> dict:
         density=density(atoms),
         label_energy=float(atoms.info["REF_energy"]),
         label_forces=np.asarray(atoms.arrays["REF_forces"]).tolist(),
+        kspacing_length=length,
     )
-    for name, mesh in (("gamma", (1, 1, 1)), ("mesh", cp2k.kpoint_mesh(atoms, KSPACING_LENGTH))):
+    for name, mesh in (("gamma", (1, 1, 1)), ("mesh", cp2k.kpoint_mesh(atoms, length))):
         start = time.perf_counter()
         calc = cp2k.make_calc(atoms, str(workdir / f"frame{index:04d}_{name}"), kmesh=mesh)
         copy = atoms.copy()
@@ -103,7 +104,7 @@ def label(args) -> None:
     # smallest cells first: the first results come early
     todo.sort(key=lambda i: len(frames[i]))
     print(f"{len(indices)} frames, {len(indices) - len(todo)} done, {len(todo)} to label", flush=True)
-    jobs = [(i, frames[i], args.workdir) for i in todo]
+    jobs = [(i, frames[i], args.workdir, args.kspacing_length) for i in todo]
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         for row in pool.map(_label_one, jobs):
             path = args.results / f"frame_{row['frame']:04d}.json"
@@ -121,22 +122,18 @@ def _rms(x) -> float:
     return float(np.sqrt(np.mean(np.square(x))))
 
 
-def analyse(args) -> None:
-    import torch
-
-    from attnmace import AttnMACECalculator
-
-    frames = ase.io.read(args.data_dir / "gap20_amorphous_test.extxyz", ":")
-    rows = [json.loads(p.read_text()) for p in sorted(args.results.glob("frame_*.json"))]
-    if not rows:
-        raise SystemExit(f"no labelled frames in {args.results}: run the 'label' step first")
-    calc = AttnMACECalculator(args.model, dtype="float64")
+def summarise(rows: list[dict], frames, calc) -> dict:
+    """Force and energy comparisons of labelled frames (``rows``, the JSON of ``label``) for the
+    model behind ``calc``: per frame, pooled over all atoms and pooled per cell size."""
     per_frame = []
     pooled: dict[str, list] = {}
+    by_size: dict[int, dict[str, list]] = {}
     for row in rows:
         atoms = frames[row["frame"]].copy()
         atoms.calc = calc
         n = len(atoms)
+        if n != row["atoms"]:
+            raise ValueError(f"frame {row['frame']} has {n} atoms, its label file {row['atoms']}: another test file?")
         model_f = atoms.get_forces()
         model_e = atoms.get_potential_energy()
         f_label, f_gamma, f_mesh = (np.asarray(row[k]) for k in ("label_forces", "gamma_forces", "mesh_forces"))
@@ -154,6 +151,7 @@ def analyse(args) -> None:
             density=row["density"],
             cell_width=row["cell_width"],
             kmesh=row["mesh_kmesh"],
+            kspacing_length=row.get("kspacing_length", KSPACING_LENGTH),
             **{f"{k}_force_rms": _rms(v) * 1000 for k, v in diffs.items()},
             # energies per atom, meV: CP2K's sampling error against the model's error
             cp2k_mesh_minus_gamma_energy=(row["mesh_energy"] - row["gamma_energy"]) / n * 1000,
@@ -163,8 +161,8 @@ def analyse(args) -> None:
         per_frame.append(entry)
         for k, v in diffs.items():
             pooled.setdefault(k, []).append(v)
-    summary = dict(
-        model=str(args.model),
+            by_size.setdefault(n, {}).setdefault(k, []).append(v)
+    return dict(
         frames=len(rows),
         atoms=int(sum(r["atoms"] for r in rows)),
         pooled_force_rms={k: _rms(np.concatenate(v)) * 1000 for k, v in pooled.items()},
@@ -174,16 +172,64 @@ def analyse(args) -> None:
                 np.concatenate(pooled["cp2k_mesh_minus_gamma"]).ravel(),
             )[0, 1]
         ),
+        per_cell_size={
+            str(n): dict(
+                frames=len(d["model_minus_label"]), **{k: _rms(np.concatenate(v)) * 1000 for k, v in d.items()}
+            )
+            for n, d in sorted(by_size.items())
+        },
         per_frame=per_frame,
         units="forces meV/Å, energies meV/atom",
-        torch=torch.__version__,
     )
+
+
+def whole_test_estimate(summary: dict, test_per_cell_size: dict) -> dict:
+    """Estimate of the model's force RMSE over the whole test set against corrected labels.
+
+    ``test_per_cell_size`` is ``compare.py``'s ``per_cell_size`` of the same model on all test
+    frames. For each cell size the mean square error falls by what it fell in the labelled frames
+    of that size (``raw² - corrected²``), or of the nearest labelled size where none is labelled;
+    the sizes are then pooled by their atoms. An estimate from a few frames per size, not a
+    measurement."""
+    labelled = {int(n): v for n, v in summary["per_cell_size"].items()}
+    total_sq, total_atoms, rows = 0.0, 0, {}
+    for size, m in test_per_cell_size.items():
+        nearest = min(labelled, key=lambda k: (abs(k - int(size)), k))
+        drop = labelled[nearest]["model_minus_label"] ** 2 - labelled[nearest]["model_minus_corrected_label"] ** 2
+        corrected_sq = max(m["forces_rmse_meV_per_A"] ** 2 - drop, 0.0)
+        rows[size] = dict(
+            raw=m["forces_rmse_meV_per_A"], corrected=corrected_sq**0.5, from_size=nearest, atoms=m["n_atoms"]
+        )
+        total_sq += corrected_sq * m["n_atoms"]
+        total_atoms += m["n_atoms"]
+    raw = (
+        sum(m["forces_rmse_meV_per_A"] ** 2 * m["n_atoms"] for m in test_per_cell_size.values()) / total_atoms
+    ) ** 0.5
+    return dict(raw=raw, corrected=(total_sq / total_atoms) ** 0.5, per_cell_size=rows)
+
+
+def analyse(args) -> None:
+    import torch
+
+    from attnmace import AttnMACECalculator
+
+    frames = ase.io.read(args.data_dir / "gap20_amorphous_test.extxyz", ":")
+    rows = [json.loads(p.read_text()) for p in sorted(args.results.glob("frame_*.json"))]
+    if not rows:
+        raise SystemExit(f"no labelled frames in {args.results}: run the 'label' step first")
+    summary = dict(model=str(args.model), torch=torch.__version__)
+    summary.update(summarise(rows, frames, AttnMACECalculator(args.model, dtype="float64")))
     print(f"{summary['frames']} frames, {summary['atoms']} atoms; pooled force RMS (meV/Å):")
     for k, v in summary["pooled_force_rms"].items():
         print(f"  {k:32s} {v:8.1f}")
     print(f"  correlation of the model's error with CP2K's sampling error: {summary['pooled_force_correlation']:.3f}")
+    for n, v in summary["per_cell_size"].items():
+        print(
+            f"  {n} atoms ({v['frames']} frames): sampling error {v['cp2k_mesh_minus_gamma']:.0f}, model against "
+            f"labels {v['model_minus_label']:.0f}, against corrected labels {v['model_minus_corrected_label']:.0f}"
+        )
     print("frame atoms  g/cm3  mesh     label-Γ label-mesh  mesh-Γ  model-label  model-corr   corr  ΔE_cp2k  ΔE_model")
-    for e in per_frame:
+    for e in summary["per_frame"]:
         print(
             f"{e['frame']:5d} {e['atoms']:5d} {e['density']:6.2f}  {'x'.join(map(str, e['kmesh'])):7s}"
             f" {e['label_minus_cp2k_gamma_force_rms']:8.0f} {e['label_minus_cp2k_mesh_force_rms']:9.0f}"
@@ -191,9 +237,47 @@ def analyse(args) -> None:
             f" {e['model_minus_corrected_label_force_rms']:11.0f} {e['force_error_correlation']:6.2f}"
             f" {e['cp2k_mesh_minus_gamma_energy']:8.1f} {e['model_minus_label_energy']:9.1f}"
         )
+    if args.test_metrics is not None:
+        metrics = json.loads(args.test_metrics.read_text())
+        name = args.test_metrics_name or next(iter(metrics))
+        estimate = whole_test_estimate(summary, metrics[name]["test"]["per_cell_size"])
+        summary["whole_test_estimate"] = dict(metrics=str(args.test_metrics), name=name, **estimate)
+        print(
+            f"whole test set ({args.test_metrics}, '{name}'): force RMSE {estimate['raw']:.0f} meV/Å against the "
+            f"labels; estimated {estimate['corrected']:.0f} against corrected labels"
+        )
+    if args.convergence is not None:
+        summary["mesh_convergence"] = convergence(rows, args.convergence)
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(summary, indent=1) + "\n")
+
+
+def convergence(rows, folder: Path) -> list[dict]:
+    """The frames labelled again with a denser mesh (``label --kspacing-length``, in ``folder``):
+    how far the default mesh's forces and energy are from the denser one's."""
+    out = []
+    for row in rows:
+        path = folder / f"frame_{row['frame']:04d}.json"
+        if not path.exists():
+            continue
+        dense = json.loads(path.read_text())
+        n = row["atoms"]
+        entry = dict(
+            frame=row["frame"],
+            mesh=row["mesh_kmesh"],
+            dense_mesh=dense["mesh_kmesh"],
+            force_rms=_rms(np.asarray(row["mesh_forces"]) - np.asarray(dense["mesh_forces"])) * 1000,
+            energy=(row["mesh_energy"] - dense["mesh_energy"]) / n * 1000,
+            dense_minus_gamma_force_rms=_rms(np.asarray(dense["mesh_forces"]) - np.asarray(row["gamma_forces"])) * 1000,
+        )
+        out.append(entry)
+        print(
+            f"mesh convergence, frame {entry['frame']}: {entry['mesh']} against {entry['dense_mesh']}: "
+            f"forces differ by {entry['force_rms']:.1f} meV/Å RMS, energy by {entry['energy']:+.2f} meV/atom "
+            f"(the denser mesh's sampling correction: {entry['dense_minus_gamma_force_rms']:.0f} meV/Å)"
+        )
+    return out
 
 
 def main(argv=None) -> None:
@@ -207,9 +291,22 @@ def main(argv=None) -> None:
     p_label.add_argument("--frames", type=int, nargs="*", default=None, help="test frame indices (default: pick)")
     p_label.add_argument("--workdir", type=Path, default=Path("runs/gap20/test_labels"))
     p_label.add_argument("--workers", type=int, default=2)
+    p_label.add_argument(
+        "--kspacing-length",
+        type=float,
+        default=KSPACING_LENGTH,
+        help="mesh density: n_i = smallest odd integer >= L |b_i| - 1 (Å); a larger L checks convergence",
+    )
     p_an = sub.choices["analyse"]
     p_an.add_argument("--model", default="gap20.pt")
     p_an.add_argument("--output", type=Path, default=None)
+    p_an.add_argument(
+        "--test-metrics", type=Path, default=None, help="compare.py's metrics.json of the same model on all test frames"
+    )
+    p_an.add_argument("--test-metrics-name", default=None, help="the model's name in that file (default: the first)")
+    p_an.add_argument(
+        "--convergence", type=Path, default=None, help="results of a denser mesh (label --kspacing-length)"
+    )
     args = parser.parse_args(argv)
     label(args) if args.step == "label" else analyse(args)
 

@@ -20,9 +20,11 @@ sys.path.insert(0, str(GAP20))  # the scripts import each other from their folde
 import attention_pattern  # noqa: E402
 import check_energies  # noqa: E402
 import check_kpoints  # noqa: E402
+import check_test_labels  # noqa: E402
 import check_virial  # noqa: E402
 import compare  # noqa: E402
 import diamond_graphite  # noqa: E402
+import errors_by_width  # noqa: E402
 import graphite  # noqa: E402
 import nve_amorphous  # noqa: E402
 import prepare  # noqa: E402
@@ -357,3 +359,101 @@ def test_anneal_recipe_starts_from_a_committed_snapshot_of_the_attention_run():
     assert config == read_checkpoint(root / start)[0]  # the architecture of the snapshot
     settings = same | {"lr", "scheduler", "max_epochs"}
     assert {k: state["settings"][k] for k in settings} == {k: anneal[k] for k in settings}
+
+
+def _amorphous(n_atoms, density, seed):
+    """Random carbon of ``n_atoms`` at ``density`` g/cm³ in a cubic cell, no two atoms closer than 1.2 Å."""
+    rng = np.random.default_rng(seed)
+    length = (n_atoms * 12.011 * 1.66053907 / density) ** (1 / 3)
+    atoms = Atoms(f"C{n_atoms}", cell=np.eye(3) * length, pbc=True)
+    positions = []
+    while len(positions) < n_atoms:
+        p = rng.uniform(0, length, 3)
+        d = np.array(positions) - p if positions else np.zeros((0, 3))
+        d -= length * np.round(d / length)
+        if not len(d) or np.linalg.norm(d, axis=1).min() > 1.2:
+            positions.append(p)
+    atoms.positions = positions
+    return atoms
+
+
+def test_test_label_check_picks_frames_spread_over_density():
+    frames = [_amorphous(4, rho, i) for i, rho in enumerate([3.0, 1.5, 2.0, 2.5, 3.5])] + [_amorphous(6, 2.0, 9)]
+    picked = check_test_labels.pick_frames(frames, {4: 3, 6: 1})
+    assert picked == [2, 3, 0, 5]  # 4 atoms by density: 1 (1.5), 2, 3, 0, 4 (3.5): the inner three
+    assert check_test_labels.density(frames[1]) == pytest.approx(1.5)
+
+
+def test_test_label_check_separates_sampling_error_from_model_error():
+    """Labels made of the model's forces minus a known sampling error: against the corrected labels
+    the model is exact, and the estimate for a whole test set removes that error size by size."""
+    rng = np.random.default_rng(0)
+    calc = AttnMACECalculator(tiny_model(2, cutoffs=(2.2, 3.0)), device="cpu")
+    frames = [_amorphous(8, 2.0, 1), _amorphous(8, 2.5, 2), _amorphous(12, 2.2, 3)]
+    rows = []
+    for i, atoms in enumerate(frames):
+        a = atoms.copy()
+        a.calc = calc
+        forces, energy = a.get_forces(), a.get_potential_energy()
+        gamma = rng.normal(size=forces.shape)
+        sampling = 0.1 * (i + 1) * rng.normal(size=forces.shape)  # converged - Gamma
+        rows.append(
+            dict(
+                frame=i,
+                atoms=len(a),
+                density=check_test_labels.density(a),
+                cell_width=prepare.cell_width(a),
+                label_energy=energy - 0.01 * len(a),
+                label_forces=(forces - sampling).tolist(),
+                gamma_energy=-5.0,
+                gamma_forces=gamma.tolist(),
+                mesh_energy=-5.0 - 0.01 * len(a),
+                mesh_forces=(gamma + sampling).tolist(),
+                mesh_kmesh=[3, 3, 3],
+            )
+        )
+    summary = check_test_labels.summarise(rows, frames, calc)
+    rms = summary["pooled_force_rms"]
+    assert rms["model_minus_corrected_label"] == pytest.approx(0.0, abs=1e-6)
+    assert rms["model_minus_label"] == pytest.approx(rms["cp2k_mesh_minus_gamma"])
+    assert summary["pooled_force_correlation"] == pytest.approx(1.0)
+    frame = summary["per_frame"][0]
+    assert frame["model_minus_label_energy"] == pytest.approx(10.0)  # meV/atom
+    assert frame["cp2k_mesh_minus_gamma_energy"] == pytest.approx(-10.0)
+    assert sorted(summary["per_cell_size"]) == ["12", "8"] and summary["per_cell_size"]["8"]["frames"] == 2
+    # a whole test set with sizes 8, 12 and an unlabelled 16 (takes the 12 atoms' correction)
+    test = {
+        "8": dict(forces_rmse_meV_per_A=summary["per_cell_size"]["8"]["model_minus_label"] * 1.5, n_atoms=80),
+        "12": dict(forces_rmse_meV_per_A=summary["per_cell_size"]["12"]["model_minus_label"], n_atoms=120),
+        "16": dict(forces_rmse_meV_per_A=1000.0, n_atoms=160),
+    }
+    estimate = check_test_labels.whole_test_estimate(summary, test)
+    assert estimate["per_cell_size"]["12"]["corrected"] == pytest.approx(0.0, abs=1e-3)
+    raw8 = summary["per_cell_size"]["8"]["model_minus_label"]
+    assert estimate["per_cell_size"]["8"]["corrected"] == pytest.approx(raw8 * 1.25**0.5)
+    assert estimate["per_cell_size"]["16"]["from_size"] == 12
+    assert estimate["corrected"] < estimate["raw"]
+    with pytest.raises(ValueError, match="atoms"):
+        check_test_labels.summarise(rows[:1], [_amorphous(9, 2.0, 4)], calc)
+
+
+def test_test_label_check_compares_a_denser_mesh(tmp_path):
+    forces = np.zeros((2, 3))
+    row = dict(frame=3, atoms=2, mesh_kmesh=[3, 3, 3], mesh_forces=forces.tolist(), mesh_energy=-10.0)
+    row["gamma_forces"] = (forces + 1.0).tolist()
+    dense = dict(row, mesh_kmesh=[5, 5, 5], mesh_forces=(forces + 0.002).tolist(), mesh_energy=-10.001)
+    (tmp_path / "frame_0003.json").write_text(json.dumps(dense))
+    (entry,) = check_test_labels.convergence([row, dict(row, frame=4)], tmp_path)
+    assert entry["dense_mesh"] == [5, 5, 5]
+    assert entry["force_rms"] == pytest.approx(2.0) and entry["energy"] == pytest.approx(0.5)
+
+
+def test_width_bins_of_the_error_breakdown():
+    atoms = Atoms("C", cell=np.eye(3) * 7.0, pbc=True)
+    assert errors_by_width.width_bin(atoms) == "6-8"
+    atoms.cell = np.eye(3) * 11.0
+    assert errors_by_width.width_bin(atoms) == "10-12"
+    atoms.cell = np.eye(3) * 20.0
+    assert errors_by_width.width_bin(atoms) == ">=12"
+    atoms.pbc = False
+    assert errors_by_width.width_bin(atoms) == ">=12"
