@@ -189,10 +189,11 @@ def whole_test_estimate(summary: dict, test_per_cell_size: dict) -> dict:
     ``test_per_cell_size`` is ``compare.py``'s ``per_cell_size`` of the same model on all test
     frames. For each cell size the mean square error falls by what it fell in the labelled frames
     of that size (``raw² - corrected²``), or of the nearest labelled size where none is labelled;
-    the sizes are then pooled by their atoms. An estimate from a few frames per size, not a
-    measurement."""
+    the sizes are then pooled by their atoms. ``label_noise`` pools CP2K's sampling error of each
+    size the same way: the force RMSE against the labels of a model exact in the converged
+    physics. An estimate from a few frames per size, not a measurement."""
     labelled = {int(n): v for n, v in summary["per_cell_size"].items()}
-    total_sq, total_atoms, rows = 0.0, 0, {}
+    total_sq, noise_sq, total_atoms, rows = 0.0, 0.0, 0, {}
     for size, m in test_per_cell_size.items():
         nearest = min(labelled, key=lambda k: (abs(k - int(size)), k))
         drop = labelled[nearest]["model_minus_label"] ** 2 - labelled[nearest]["model_minus_corrected_label"] ** 2
@@ -201,11 +202,17 @@ def whole_test_estimate(summary: dict, test_per_cell_size: dict) -> dict:
             raw=m["forces_rmse_meV_per_A"], corrected=corrected_sq**0.5, from_size=nearest, atoms=m["n_atoms"]
         )
         total_sq += corrected_sq * m["n_atoms"]
+        noise_sq += labelled[nearest]["cp2k_mesh_minus_gamma"] ** 2 * m["n_atoms"]
         total_atoms += m["n_atoms"]
     raw = (
         sum(m["forces_rmse_meV_per_A"] ** 2 * m["n_atoms"] for m in test_per_cell_size.values()) / total_atoms
     ) ** 0.5
-    return dict(raw=raw, corrected=(total_sq / total_atoms) ** 0.5, per_cell_size=rows)
+    return dict(
+        raw=raw,
+        corrected=(total_sq / total_atoms) ** 0.5,
+        label_noise=(noise_sq / total_atoms) ** 0.5,
+        per_cell_size=rows,
+    )
 
 
 def analyse(args) -> None:
@@ -244,7 +251,8 @@ def analyse(args) -> None:
         summary["whole_test_estimate"] = dict(metrics=str(args.test_metrics), name=name, **estimate)
         print(
             f"whole test set ({args.test_metrics}, '{name}'): force RMSE {estimate['raw']:.0f} meV/Å against the "
-            f"labels; estimated {estimate['corrected']:.0f} against corrected labels"
+            f"labels; estimated {estimate['corrected']:.0f} against corrected labels; the labels' own sampling "
+            f"error, estimated the same way: {estimate['label_noise']:.0f}"
         )
     if args.convergence is not None:
         summary["mesh_convergence"] = convergence(rows, args.convergence)

@@ -433,6 +433,9 @@ def test_test_label_check_separates_sampling_error_from_model_error():
     assert estimate["per_cell_size"]["8"]["corrected"] == pytest.approx(raw8 * 1.25**0.5)
     assert estimate["per_cell_size"]["16"]["from_size"] == 12
     assert estimate["corrected"] < estimate["raw"]
+    noise = summary["per_cell_size"]
+    expected = (80 * noise["8"]["cp2k_mesh_minus_gamma"] ** 2 + 280 * noise["12"]["cp2k_mesh_minus_gamma"] ** 2) / 360
+    assert estimate["label_noise"] == pytest.approx(expected**0.5)
     with pytest.raises(ValueError, match="atoms"):
         check_test_labels.summarise(rows[:1], [_amorphous(9, 2.0, 4)], calc)
 
