@@ -237,9 +237,13 @@ def analyse(args) -> None:
 
     frames = ase.io.read(args.data_dir / "gap20_amorphous_test.extxyz", ":")
     rows = [json.loads(p.read_text()) for p in sorted(args.results.glob("frame_*.json"))]
+    unconverged = [r["frame"] for r in rows if False in (r.get("gamma_scf_converged"), r.get("mesh_scf_converged"))]
+    if unconverged:
+        print(f"left out, CP2K's SCF did not converge: frames {unconverged}")
+        rows = [r for r in rows if r["frame"] not in unconverged]
     if not rows:
         raise SystemExit(f"no labelled frames in {args.results}: run the 'label' step first")
-    summary = dict(model=str(args.model), torch=torch.__version__)
+    summary = dict(model=str(args.model), torch=torch.__version__, unconverged_frames=unconverged)
     summary.update(summarise(rows, frames, AttnMACECalculator(args.model, dtype="float64")))
     print(f"{summary['frames']} frames, {summary['atoms']} atoms; pooled force RMS (meV/Å):")
     for k, v in summary["pooled_force_rms"].items():
