@@ -440,6 +440,40 @@ def test_test_label_check_separates_sampling_error_from_model_error():
         check_test_labels.summarise(rows[:1], [_amorphous(9, 2.0, 4)], calc)
 
 
+def test_test_label_estimate_spread_over_redrawn_frames():
+    """Drawing the labelled frames again: frames that agree leave no spread; frames that differ
+    spread the estimate around its value from all frames."""
+
+    def frame(atoms, raw, corrected, noise):
+        return dict(
+            atoms=atoms,
+            model_minus_label_force_rms=raw,
+            model_minus_corrected_label_force_rms=corrected,
+            cp2k_mesh_minus_gamma_force_rms=noise,
+        )
+
+    test = {"8": dict(forces_rmse_meV_per_A=600.0, n_atoms=80), "12": dict(forces_rmse_meV_per_A=500.0, n_atoms=120)}
+    same = [frame(8, 500.0, 400.0, 300.0), frame(8, 500.0, 400.0, 300.0), frame(12, 450.0, 400.0, 200.0)]
+    spread = check_test_labels.bootstrap_estimate({"per_frame": same}, test, draws=50)
+    per_size = {"8": dict(model_minus_label=500.0, model_minus_corrected_label=400.0, cp2k_mesh_minus_gamma=300.0)}
+    per_size["12"] = dict(model_minus_label=450.0, model_minus_corrected_label=400.0, cp2k_mesh_minus_gamma=200.0)
+    exact = check_test_labels.whole_test_estimate({"per_cell_size": per_size}, test)
+    for key in ("corrected", "label_noise"):
+        assert spread[key]["p5"] == pytest.approx(exact[key]) and spread[key]["p95"] == pytest.approx(exact[key])
+
+    differ = [frame(8, 500.0, 450.0, 200.0), frame(8, 500.0, 300.0, 400.0), frame(12, 450.0, 400.0, 200.0)]
+    spread = check_test_labels.bootstrap_estimate({"per_frame": differ}, test, draws=400)
+    per_size["8"] = dict(
+        model_minus_label=500.0,
+        model_minus_corrected_label=((450.0**2 + 300.0**2) / 2) ** 0.5,
+        cp2k_mesh_minus_gamma=((200.0**2 + 400.0**2) / 2) ** 0.5,
+    )
+    exact = check_test_labels.whole_test_estimate({"per_cell_size": per_size}, test)
+    assert spread["corrected"]["p5"] < exact["corrected"] < spread["corrected"]["p95"]
+    assert spread["label_noise"]["p5"] < spread["label_noise"]["p50"] < spread["label_noise"]["p95"]
+    assert spread["draws"] == 400
+
+
 def test_test_label_check_compares_a_denser_mesh(tmp_path):
     forces = np.zeros((2, 3))
     row = dict(frame=3, atoms=2, mesh_kmesh=[3, 3, 3], mesh_forces=forces.tolist(), mesh_energy=-10.0)
