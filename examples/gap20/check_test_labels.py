@@ -108,10 +108,9 @@ def label(args) -> None:
     # smallest cells first: the first results come early
     todo.sort(key=lambda i: len(frames[i]))
     print(f"{len(indices)} frames, {len(indices) - len(todo)} done, {len(todo)} to label", flush=True)
-    jobs = {i: (i, frames[i], args.workdir, args.kspacing_length) for i in todo}
     failed = []
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        futures = {pool.submit(_label_one, job): i for i, job in jobs.items()}
+        futures = {pool.submit(_label_one, (i, frames[i], args.workdir, args.kspacing_length)): i for i in todo}
         for future in as_completed(futures):
             index = futures[future]
             try:
@@ -266,6 +265,12 @@ def analyse(args) -> None:
 
     from attnmace import AttnMACECalculator
 
+    if args.test_metrics is not None:  # checked before the model runs
+        metrics = json.loads(args.test_metrics.read_text())
+        name = args.test_metrics_name or next(iter(metrics))
+        if name not in metrics:
+            raise SystemExit(f"no model '{name}' in {args.test_metrics}; it has {sorted(metrics)}")
+        test_per_cell_size = metrics[name]["test"]["per_cell_size"]
     frames = ase.io.read(args.data_dir / "gap20_amorphous_test.extxyz", ":")
     rows = [json.loads(p.read_text()) for p in sorted(args.results.glob("frame_*.json"))]
     unconverged = [r["frame"] for r in rows if False in (r.get("gamma_scf_converged"), r.get("mesh_scf_converged"))]
@@ -295,10 +300,8 @@ def analyse(args) -> None:
             f" {e['cp2k_mesh_minus_gamma_energy']:8.1f} {e['model_minus_label_energy']:9.1f}"
         )
     if args.test_metrics is not None:
-        metrics = json.loads(args.test_metrics.read_text())
-        name = args.test_metrics_name or next(iter(metrics))
-        estimate = whole_test_estimate(summary, metrics[name]["test"]["per_cell_size"])
-        spread = bootstrap_estimate(summary, metrics[name]["test"]["per_cell_size"])
+        estimate = whole_test_estimate(summary, test_per_cell_size)
+        spread = bootstrap_estimate(summary, test_per_cell_size)
         summary["whole_test_estimate"] = dict(metrics=str(args.test_metrics), name=name, **estimate, bootstrap=spread)
         print(
             f"whole test set ({args.test_metrics}, '{name}'): force RMSE {estimate['raw']:.0f} meV/Å against the "

@@ -440,6 +440,14 @@ def test_test_label_check_separates_sampling_error_from_model_error():
         check_test_labels.summarise(rows[:1], [_amorphous(9, 2.0, 4)], calc)
 
 
+def test_test_label_analysis_names_a_model_missing_from_the_test_metrics(tmp_path):
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"attention": {"test": {"per_cell_size": {}}}}))
+    argv = ["analyse", str(tmp_path / "no_data"), "--test-metrics", str(metrics), "--test-metrics-name", "baseline"]
+    with pytest.raises(SystemExit, match=r"no model 'baseline' in .*metrics.json; it has \['attention'\]"):
+        check_test_labels.main(argv)
+
+
 def test_test_label_estimate_spread_over_redrawn_frames():
     """Drawing the labelled frames again: frames that agree leave no spread; frames that differ
     spread the estimate around its value from all frames."""
