@@ -28,6 +28,11 @@ Dropped frames:
 ``CONFIG_WEIGHTS`` can down-weight config types instead (``config_weight`` in the written files,
 read by the trainer's ``weight_key``); the recipe leaves every kept frame at weight 1.
 
+``--train-min-width W`` (an experiment, not the recipe) also leaves the training frames narrower
+than W Å out of ``train.extxyz``, after the split: the validation frames and the split stay those
+of the recipe, so runs with and without the option are scored on the same frames. ``split.json``
+lists the frames it left out under ``train_narrow``.
+
 The GAP-20 virials are not used for training: ``check_virial.py`` shows they do not match the
 slope of the energy-volume curve of the same data (see ``README.md``).
 """
@@ -97,13 +102,37 @@ def split(frames, fraction: float = VALID_FRACTION, seed: int = SEED):
     }
 
 
+def without_narrow_training(parts: dict, frames, min_width: float) -> dict:
+    """``parts`` with the training frames narrower than ``min_width`` Å moved to ``train_narrow``."""
+    narrow = [i for i in parts["train"] if cell_width(frames[i]) < min_width]
+    left_out = set(narrow)
+    return {
+        **parts,
+        "train": [i for i in parts["train"] if i not in left_out],
+        "train_narrow": narrow,
+        "train_min_width": min_width,
+    }
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data_dir", type=Path, help="folder with gap20_subset_train.extxyz")
     parser.add_argument("--output", type=Path, default=Path("runs/gap20/data"))
+    parser.add_argument(
+        "--train-min-width",
+        type=float,
+        default=None,
+        metavar="W",
+        help=f"also leave training frames narrower than W Å (> {MIN_CELL_WIDTH}) out of train.extxyz; "
+        "the split and the validation file are unchanged",
+    )
     args = parser.parse_args(argv)
+    if args.train_min_width is not None and not args.train_min_width > MIN_CELL_WIDTH:
+        parser.error(f"--train-min-width must exceed the recipe's {MIN_CELL_WIDTH} Å, got {args.train_min_width}")
     frames = ase.io.read(args.data_dir / "gap20_subset_train.extxyz", ":")
     parts = split(frames)
+    if args.train_min_width is not None:
+        parts = without_narrow_training(parts, frames, args.train_min_width)
     args.output.mkdir(parents=True, exist_ok=True)
     for name in ("train", "valid"):
         part = [with_weight(frames[i]) for i in parts[name]]
@@ -119,6 +148,12 @@ def main(argv=None) -> None:
     kept = parts["train"] + parts["valid"]
     n_atoms = sum(len(frames[i]) for i in kept)
     print(f"kept {len(kept)} of {len(frames)} frames, {n_atoms} of {sum(len(a) for a in frames)} atoms")
+    if "train_narrow" in parts:
+        n_narrow = sum(len(frames[i]) for i in parts["train_narrow"])
+        print(
+            f"left {len(parts['train_narrow'])} training frames ({n_narrow} atoms) narrower than "
+            f"{parts['train_min_width']} A out of train.extxyz"
+        )
     print(f"train {len(parts['train'])} frames, valid {len(parts['valid'])} frames -> {args.output}")
 
 

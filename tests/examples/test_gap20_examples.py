@@ -87,6 +87,27 @@ def test_dimer_frames_are_dropped_and_config_weights_are_written(tmp_path, monke
     assert "config_weight" not in frames[0].info  # the input frames are not modified
 
 
+def test_train_min_width_leaves_narrow_training_frames_out_and_keeps_the_split(tmp_path):
+    frames = [_frame(-9.0, "A") for _ in range(20)] + [_frame(-8.0, "B") for _ in range(20)]
+    for i in range(0, 40, 3):  # 7 A wide: kept by the recipe, left out by --train-min-width 8
+        frames[i].cell = np.eye(3) * 7.0
+    (tmp_path / "in").mkdir()
+    ase.io.write(tmp_path / "in" / "gap20_subset_train.extxyz", frames)
+    prepare.main([str(tmp_path / "in"), "--output", str(tmp_path / "recipe")])
+    prepare.main([str(tmp_path / "in"), "--output", str(tmp_path / "wide"), "--train-min-width", "8"])
+    recipe = json.loads((tmp_path / "recipe" / "split.json").read_text())
+    wide = json.loads((tmp_path / "wide" / "split.json").read_text())
+    assert wide["valid"] == recipe["valid"]  # the same validation frames, so runs compare
+    assert (tmp_path / "wide" / "valid.extxyz").read_bytes() == (tmp_path / "recipe" / "valid.extxyz").read_bytes()
+    narrow = [i for i in recipe["train"] if frames[i].cell[0, 0] < 8]
+    assert narrow and wide["train_narrow"] == narrow and wide["train_min_width"] == 8.0
+    assert wide["train"] == [i for i in recipe["train"] if i not in narrow]
+    written = ase.io.read(tmp_path / "wide" / "train.extxyz", ":")
+    assert len(written) == len(wide["train"]) and all(prepare.cell_width(a) >= 8 for a in written)
+    with pytest.raises(SystemExit):  # below the recipe's own screen it would change nothing
+        prepare.main([str(tmp_path / "in"), "--output", str(tmp_path / "x"), "--train-min-width", "5"])
+
+
 def test_shipped_split_file_matches_the_recipe_settings():
     parts = json.loads((GAP20 / "split.json").read_text())
     assert parts["seed"] == prepare.SEED and parts["valid_fraction"] == prepare.VALID_FRACTION
