@@ -87,7 +87,7 @@ def test_dimer_frames_are_dropped_and_config_weights_are_written(tmp_path, monke
     assert "config_weight" not in frames[0].info  # the input frames are not modified
 
 
-def test_train_min_width_leaves_narrow_training_frames_out_and_keeps_the_split(tmp_path):
+def test_train_min_width_leaves_narrow_training_frames_out_and_keeps_the_split(tmp_path, capsys):
     frames = [_frame(-9.0, "A") for _ in range(20)] + [_frame(-8.0, "B") for _ in range(20)]
     for i in range(0, 40, 3):  # 7 A wide: kept by the recipe, left out by --train-min-width 8
         frames[i].cell = np.eye(3) * 7.0
@@ -106,6 +106,7 @@ def test_train_min_width_leaves_narrow_training_frames_out_and_keeps_the_split(t
     assert len(written) == len(wide["train"]) and all(prepare.cell_width(a) >= 8 for a in written)
     with pytest.raises(SystemExit):  # below the recipe's own screen it would change nothing
         prepare.main([str(tmp_path / "in"), "--output", str(tmp_path / "x"), "--train-min-width", "5"])
+    assert "--train-min-width must exceed the recipe's 6.0 Å, got 5.0" in capsys.readouterr().err
 
 
 def test_shipped_split_file_matches_the_recipe_settings():
