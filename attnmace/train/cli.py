@@ -134,6 +134,12 @@ TRAIN_OPTIONS: Dict[str, tuple] = {
         "fine-tune: start from the weights (EMA ones when saved) of this training checkpoint.pt; "
         "architecture, E0s and normalisation come from it, the optimizer and the epochs start afresh",
     ),
+    "add_layer": (
+        float,
+        None,
+        "with --init-from: append a layer of this cutoff (Å) to that model, started so that the "
+        "deeper model predicts exactly what the given one does (attnmace.train.grow), then train it",
+    ),
     "lazy": (bool, False, "do not cache neighbour lists in memory (large HDF5 datasets)"),
 }
 
@@ -185,6 +191,8 @@ def resolve_options(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             "attnmace-train: --max-atoms-per-pass must be 0 (whole batches) or more, "
             f"not {options['max_atoms_per_pass']}"
         )
+    if options["add_layer"] is not None and not options["init_from"]:
+        raise SystemExit("attnmace-train: --add-layer deepens the model of --init-from; give --init-from too")
     if options["train_file"] is None:
         raise SystemExit("attnmace-train: --train-file is required (flag or config file)")
     if options["device"] is None:
@@ -251,6 +259,8 @@ def build_trainer(options: Dict[str, Any]) -> Trainer:
         config = read_checkpoint(checkpoint)[0]
     elif options["init_from"]:
         config, initial_weights = _initial_state(options["init_from"])
+        if options["add_layer"] is not None:
+            config, initial_weights = _deepened(config, initial_weights, options["add_layer"], train_view)
         missing = [chemical_symbols[z] for z in atomic if chemical_symbols[z] not in config.species]
         if missing:
             raise SystemExit(
@@ -339,6 +349,23 @@ def _check_model_record(record: Dict[str, Any], config: ModelConfig) -> None:
             f"attnmace-train: the `model` record of {source} does not match the model these options "
             f"build ({'; '.join(differ)}); remove the record or make the architecture options agree"
         )
+
+
+def _deepened(config: ModelConfig, weights, cutoff: float, frames):
+    """``config`` and ``weights`` with one more layer of ``cutoff`` (:func:`~attnmace.train.grow.add_layer`),
+    whose neighbour normalisation is measured on ``frames``."""
+    from .grow import add_layer
+
+    model = build_model(config=config, dtype=torch.float64)
+    model.load_state_dict(weights)
+    try:
+        deeper = add_layer(model, cutoff, average_neighbours(frames, [cutoff])[0])
+    except ValueError as error:
+        raise SystemExit(f"attnmace-train: --add-layer: {error}") from None
+    log.info(
+        "--add-layer %g: %d -> %d layers, cutoffs %s", cutoff, config.num_layers, deeper.num_layers, deeper.cutoffs
+    )
+    return deeper.config, deeper.state_dict()
 
 
 def _initial_state(path: str):

@@ -18,6 +18,7 @@ GAP20 = Path(__file__).parents[2] / "examples" / "gap20"
 sys.path.insert(0, str(GAP20))  # the scripts import each other from their folder
 
 import attention_pattern  # noqa: E402
+import average_weights  # noqa: E402
 import check_energies  # noqa: E402
 import check_kpoints  # noqa: E402
 import check_test_labels  # noqa: E402
@@ -524,3 +525,36 @@ def test_width_bins_of_the_error_breakdown():
     assert errors_by_width.width_bin(atoms) == ">=12"
     atoms.pbc = False
     assert errors_by_width.width_bin(atoms) == ">=12"
+
+
+def _checkpoint(path, model, epoch):
+    import torch
+
+    history = [{"epoch": e, "lr": 0.001, "seconds": 1.0} for e in range(1, epoch + 1)]
+    state = {"model": model.state_dict(), "ema": None, "epoch": epoch, "history": history}
+    settings = {"max_steps_per_epoch": 2, "batch_size": 4, "dtype": "float32"}
+    torch.save({**state, "settings": settings, "model_config": model.config.to_dict()}, path)
+    return path
+
+
+def test_average_weights_of_checkpoints_of_one_model(tmp_path):
+    import torch
+
+    from attnmace.train.checkpoint import model_from_checkpoint, read_checkpoint
+
+    one, two = tiny_model(seed=0), tiny_model(seed=1)
+    paths = [_checkpoint(tmp_path / "a.pt", one, 3), _checkpoint(tmp_path / "b.pt", two, 5)]
+    average_weights.main([str(tmp_path / "avg"), *map(str, paths)])
+    config, weights, state = read_checkpoint(tmp_path / "avg" / "checkpoint.pt")
+    assert config == one.config and state["epoch"] == 5 and "epochs [3, 5]" in state["weights"]
+    name = "layers.0.product.weight"
+    assert not torch.equal(one.state_dict()[name], two.state_dict()[name])
+    torch.testing.assert_close(weights[name], (one.state_dict()[name] + two.state_dict()[name]) / 2)
+    model_from_checkpoint(tmp_path / "avg" / "checkpoint.pt")  # evaluable like a run's checkpoint
+    budget = compare.budget(tmp_path / "avg")  # compare.py --last reads the last input's metrics
+    assert (budget["epochs"], budget["steps"], budget["batch_size"]) == (5, 10, 4)
+    with pytest.raises(SystemExit, match="at least two"):
+        average_weights.average(paths[:1])
+    other = _checkpoint(tmp_path / "c.pt", tiny_model(cutoffs=(2.2, 3.5)), 6)
+    with pytest.raises(SystemExit, match="c.pt holds another model"):
+        average_weights.average([paths[0], other])

@@ -18,7 +18,7 @@ import yaml
 from attnmace import AttnMACECalculator, build_model, keys, read_metadata
 from attnmace.config import ModelConfig
 from attnmace.graph import atoms_to_graph
-from attnmace.train.checkpoint import read_checkpoint
+from attnmace.train.checkpoint import model_from_checkpoint, read_checkpoint
 from attnmace.train.cli import (
     _architecture_options,
     build_trainer,
@@ -29,6 +29,7 @@ from attnmace.train.cli import (
     train_main,
 )
 from attnmace.train.data import DataKeys, read_extxyz
+from attnmace.train.stats import average_neighbours
 
 FIXTURE = str(Path(__file__).parents[1] / "fixtures" / "gap20_small.extxyz")
 TINY = [
@@ -381,6 +382,36 @@ def test_config_yaml_names_the_preset_the_model_matches(tmp_path):
     ).model.config
     recorded = _architecture_options(config)
     assert recorded["preset"] == "baseline" and recorded["channels"] == 64 and recorded["heads"] == 0
+
+
+def test_add_layer_trains_a_deeper_model_that_starts_from_the_checkpoints_predictions(tmp_path, one_step_run, caplog):
+    source = one_step_run / "checkpoint.pt"
+    given = model_from_checkpoint(source)[0]
+    deeper_dir = tmp_path / "deeper"
+    argv = [*TINY, "--output-dir", str(deeper_dir), "--init-from", str(source), "--add-layer", "3.0"]
+    caplog.set_level("INFO")
+    trainer = build_trainer(resolve_options(argv))
+    assert "--add-layer 3: 2 -> 3 layers" in caplog.text
+    config = trainer.model.config
+    assert config.cutoffs == (2.5, 3.5, 3.0) and config.correlation == (2, 2, 2)
+    # the new layer's neighbour normalisation is measured on the training split
+    assert config.avg_num_neighbors[2] == pytest.approx(average_neighbours(trainer.train_set.frames, [3.0])[0])
+    assert config.avg_num_neighbors[2] != pytest.approx(config.avg_num_neighbors[1])
+    frames = read_extxyz(FIXTURE, DataKeys(energy="REF_energy", forces="REF_forces"))
+    data = atoms_to_graph(frames[0].to_atoms(), config.atomic_numbers, config.r_max)
+    deeper = trainer.model.to(torch.float64).eval()
+    before, after = given(dict(data)), deeper(dict(data))
+    torch.testing.assert_close(after[keys.ENERGY], before[keys.ENERGY], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(after[keys.FORCES], before[keys.FORCES], rtol=1e-10, atol=1e-10)
+    # it trains, and its checkpoint and config.yaml describe the 3-layer model
+    assert train_main([*argv, "--max-epochs", "1", "--max-steps-per-epoch", "2"]) == 0
+    assert read_checkpoint(deeper_dir / "checkpoint.pt")[0].cutoffs == (2.5, 3.5, 3.0)
+    assert yaml.safe_load((deeper_dir / "config.yaml").read_text())["cutoffs"] == [2.5, 3.5, 3.0]
+
+
+def test_add_layer_needs_init_from(tmp_path):
+    with pytest.raises(SystemExit, match="--add-layer deepens the model of --init-from"):
+        resolve_options([*TINY, "--output-dir", str(tmp_path / "r"), "--add-layer", "3.0"])
 
 
 @pytest.mark.parametrize("kind", ["missing", "torchscript", "other species"])
