@@ -66,10 +66,10 @@ def add_layer(
     source = {k: v.detach().to(torch.float64) for k, v in model.state_dict().items()}
     target = deeper.state_dict()
     grown: Dict[str, torch.Tensor] = {}
-    was_last = f"layers.{n - 1}."
+    was_last, last_readout = f"layers.{n - 1}.", f"readouts.{n - 1}."
     for key, value in source.items():
-        if key.startswith(f"readouts.{n - 1}."):  # the MLP readout follows the last layer
-            new_key = f"readouts.{n}." + key[len(f"readouts.{n - 1}.") :]
+        if key.startswith(last_readout):  # the MLP readout follows the last layer
+            new_key = f"readouts.{n}." + key[len(last_readout) :]
         else:
             new_key = key
         have = target[new_key]
@@ -84,10 +84,9 @@ def add_layer(
             continue
         else:
             raise ValueError(f"cannot carry {key} {tuple(value.shape)} into {new_key} {tuple(have.shape)}")
-    with torch.no_grad():
-        grown[f"readouts.{n - 1}.linear.weight"] = torch.zeros_like(target[f"readouts.{n - 1}.linear.weight"])
-        grown[f"layers.{n}.linear_out.weight"] = torch.zeros_like(target[f"layers.{n}.linear_out.weight"])
-        grown[f"layers.{n}.skip.weight"] = _identity_skip(deeper.layers[n].skip, old.channels, len(old.species))
+    grown[last_readout + "linear.weight"] = torch.zeros_like(target[last_readout + "linear.weight"])
+    grown[f"layers.{n}.linear_out.weight"] = torch.zeros_like(target[f"layers.{n}.linear_out.weight"])
+    grown[f"layers.{n}.skip.weight"] = _identity_skip(deeper.layers[n].skip, old.channels, len(old.species))
     deeper.load_state_dict(grown, strict=False)
     return deeper.eval()
 
