@@ -44,6 +44,7 @@ from prepare import cell_width
 
 LIC = Path(__file__).parents[1] / "lic"
 RESULTS = Path(__file__).parent / "results" / "test_labels"
+FUNCTIONAL_RESULTS = Path(__file__).parent / "results" / "test_labels_optb88"
 #: frames per cell size (spread over the density range of that size)
 PER_SIZE = {27: 3, 48: 2, 64: 4, 125: 2}
 KSPACING_LENGTH = 25.0  # Å, as check_kpoints.py
@@ -99,18 +100,12 @@ def _label_one(args) -> dict:
     return row
 
 
-def label(args) -> None:
-    frames = ase.io.read(args.data_dir / "gap20_amorphous_test.extxyz", ":")
-    indices = args.frames or pick_frames(frames)
-    args.results.mkdir(parents=True, exist_ok=True)
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    todo = [i for i in indices if not (args.results / f"frame_{i:04d}.json").exists()]
-    # smallest cells first: the first results come early
-    todo.sort(key=lambda i: len(frames[i]))
-    print(f"{len(indices)} frames, {len(indices) - len(todo)} done, {len(todo)} to label", flush=True)
+def _run_frames(worker, jobs: dict, results: Path, workers: int, describe) -> None:
+    """Run ``worker(job)`` for each frame index -> job in a process pool; each returned row goes to
+    ``results/frame_NNNN.json`` (written atomically) as soon as it comes."""
     failed = []
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        futures = {pool.submit(_label_one, (i, frames[i], args.workdir, args.kspacing_length)): i for i in todo}
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(worker, job): i for i, job in jobs.items()}
         for future in as_completed(futures):
             index = futures[future]
             try:
@@ -119,17 +114,131 @@ def label(args) -> None:
                 failed.append(index)
                 print(f"frame {index} failed: {type(error).__name__}: {error}", flush=True)
                 continue
-            path = args.results / f"frame_{row['frame']:04d}.json"
+            path = results / f"frame_{row['frame']:04d}.json"
             tmp = path.with_suffix(".json.tmp")
             tmp.write_text(json.dumps(row) + "\n")
             tmp.replace(path)
-            print(
-                f"frame {row['frame']} ({row['atoms']} atoms, {row['density']:.2f} g/cm³): "
-                f"Gamma {row['gamma_seconds']:.0f} s, mesh {row['mesh_kmesh']} {row['mesh_seconds']:.0f} s",
-                flush=True,
-            )
+            print(describe(row), flush=True)
     if failed:
         raise SystemExit(f"frames {failed} failed; run the same command again to retry them")
+
+
+def _todo(args, frames, indices) -> list[int]:
+    """The frames of ``indices`` without a result in ``args.results``, smallest cells first."""
+    args.results.mkdir(parents=True, exist_ok=True)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    todo = [i for i in indices if not (args.results / f"frame_{i:04d}.json").exists()]
+    todo.sort(key=lambda i: len(frames[i]))  # the first results come early
+    print(f"{len(indices)} frames, {len(indices) - len(todo)} done, {len(todo)} to label", flush=True)
+    return todo
+
+
+def label(args) -> None:
+    frames = ase.io.read(args.data_dir / "gap20_amorphous_test.extxyz", ":")
+    todo = _todo(args, frames, args.frames or pick_frames(frames))
+    jobs = {i: (i, frames[i], args.workdir, args.kspacing_length) for i in todo}
+    _run_frames(
+        _label_one,
+        jobs,
+        args.results,
+        args.workers,
+        lambda row: (
+            f"frame {row['frame']} ({row['atoms']} atoms, {row['density']:.2f} g/cm³): "
+            f"Gamma {row['gamma_seconds']:.0f} s, mesh {row['mesh_kmesh']} {row['mesh_seconds']:.0f} s"
+        ),
+    )
+
+
+def _functional_one(args) -> dict:
+    index, atoms, workdir, basis = args
+    cp2k = _cp2k_setup()
+    settings = dict(cp2k.OPTB88_VDW, basis_set=basis or cp2k.OPTB88_VDW["basis_set"])
+    start = time.perf_counter()
+    name = str(workdir / f"frame{index:04d}_optb88_{settings['basis_set']}_gamma")
+    calc = cp2k.make_calc(atoms, name, kmesh=(1, 1, 1), settings=settings)
+    copy = atoms.copy()
+    copy.calc = calc
+    row = dict(
+        frame=index,
+        atoms=len(atoms),
+        density=density(atoms),
+        functional=settings["functional"],
+        basis_set=settings["basis_set"],
+        kmesh=[1, 1, 1],
+        label_energy=float(atoms.info["REF_energy"]),
+        label_forces=np.asarray(atoms.arrays["REF_forces"]).tolist(),
+        energy=float(copy.get_potential_energy()),
+        forces=copy.get_forces().tolist(),
+    )
+    calc.close()
+    row["seconds"] = time.perf_counter() - start
+    out = Path(name + ".out")
+    row["scf_converged"] = bool(cp2k.scf_converged(out)) if out.exists() else None
+    return row
+
+
+def compare_functional(rows: list[dict], pbe_rows: dict) -> dict:
+    """The labels against CP2K with their own functional (``rows``: optB88-vdW at the Gamma point)
+    and, where ``pbe_rows`` (frame -> ``label`` row) has the frame, against CP2K's PBE-D3(BJ) at
+    the Gamma point: if the functional explained the gap between labels and CP2K, the optB88-vdW
+    forces would lie much closer to the labels."""
+    per_frame, pooled = [], {}
+    for row in rows:
+        f_label, f_opt = np.asarray(row["label_forces"]), np.asarray(row["forces"])
+        diffs = {"label_minus_optb88": f_label - f_opt}
+        if row["frame"] in pbe_rows:
+            f_pbe = np.asarray(pbe_rows[row["frame"]]["gamma_forces"])
+            diffs.update(label_minus_pbe=f_label - f_pbe, optb88_minus_pbe=f_opt - f_pbe)
+        a, b = f_label.ravel(), f_opt.ravel()
+        per_frame.append(
+            dict(
+                frame=row["frame"],
+                atoms=row["atoms"],
+                density=row["density"],
+                seconds=row["seconds"],
+                label_force_rms=_rms(f_label) * 1000,
+                **{f"{k}_force_rms": _rms(v) * 1000 for k, v in diffs.items()},
+                label_optb88_correlation=float(np.corrcoef(a, b)[0, 1]),
+                label_optb88_slope=float(a @ b / (b @ b)),  # least squares label = slope * CP2K
+            )
+        )
+        for k, v in diffs.items():
+            pooled.setdefault(k, []).append(v)
+    return dict(
+        frames=len(rows),
+        atoms=int(sum(r["atoms"] for r in rows)),
+        pooled_force_rms={k: _rms(np.concatenate(v)) * 1000 for k, v in pooled.items()},
+        pooled_frames={k: len(v) for k, v in pooled.items()},
+        per_frame=per_frame,
+        units="forces meV/Å",
+    )
+
+
+def functional(args) -> None:
+    frames = ase.io.read(args.data_dir / "gap20_amorphous_test.extxyz", ":")
+    indices = args.frames or sorted(int(p.stem.split("_")[1]) for p in RESULTS.glob("frame_*.json"))
+    todo = _todo(args, frames, indices)
+    jobs = {i: (i, frames[i], args.workdir, args.basis) for i in todo}
+    _run_frames(
+        _functional_one,
+        jobs,
+        args.results,
+        args.workers,
+        lambda row: f"frame {row['frame']} ({row['atoms']} atoms): optB88-vdW at Gamma, {row['seconds']:.0f} s",
+    )
+    rows = [json.loads(p.read_text()) for p in sorted(args.results.glob("frame_*.json"))]
+    pbe = {r["frame"]: r for r in (json.loads(p.read_text()) for p in sorted(args.pbe_results.glob("frame_*.json")))}
+    summary = compare_functional(rows, pbe)
+    nan = float("nan")
+    print("frame atoms  label-optB88  label-PBE  optB88-PBE  |label|   corr  slope   (forces, meV/Å RMS; Gamma point)")
+    for e in summary["per_frame"]:
+        print(
+            f"{e['frame']:5d} {e['atoms']:5d} {e['label_minus_optb88_force_rms']:12.0f}"
+            f" {e.get('label_minus_pbe_force_rms', nan):10.0f} {e.get('optb88_minus_pbe_force_rms', nan):11.0f}"
+            f" {e['label_force_rms']:7.0f} {e['label_optb88_correlation']:6.3f} {e['label_optb88_slope']:6.3f}"
+        )
+    print("pooled:", ", ".join(f"{k} {v:.0f}" for k, v in summary["pooled_force_rms"].items()))
+    (args.results / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
 
 
 def _rms(x) -> float:
@@ -350,14 +459,24 @@ def convergence(rows, folder: Path) -> list[dict]:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="step", required=True)
-    for name in ("label", "analyse"):
+    for name, results in (("label", RESULTS), ("analyse", RESULTS), ("functional", FUNCTIONAL_RESULTS)):
         p = sub.add_parser(name)
         p.add_argument("data_dir", type=Path)
-        p.add_argument("--results", type=Path, default=RESULTS)
+        p.add_argument("--results", type=Path, default=results)
+    for name in ("label", "functional"):
+        p = sub.choices[name]
+        p.add_argument(
+            "--frames", type=int, nargs="*", default=None, help="test frame indices (default: pick / those labelled)"
+        )
+        p.add_argument("--workdir", type=Path, default=Path("runs/gap20/test_labels"))
+        p.add_argument("--workers", type=int, default=2)
+    sub.choices["functional"].add_argument(
+        "--pbe-results", type=Path, default=RESULTS, help="the 'label' results to compare with (PBE-D3 at Gamma)"
+    )
+    sub.choices["functional"].add_argument(
+        "--basis", default=None, help="CP2K basis set (default: the labelling one, DZVP-MOLOPT-SR-GTH)"
+    )
     p_label = sub.choices["label"]
-    p_label.add_argument("--frames", type=int, nargs="*", default=None, help="test frame indices (default: pick)")
-    p_label.add_argument("--workdir", type=Path, default=Path("runs/gap20/test_labels"))
-    p_label.add_argument("--workers", type=int, default=2)
     p_label.add_argument(
         "--kspacing-length",
         type=float,
@@ -375,7 +494,7 @@ def main(argv=None) -> None:
         "--convergence", type=Path, default=None, help="results of a denser mesh (label --kspacing-length)"
     )
     args = parser.parse_args(argv)
-    label(args) if args.step == "label" else analyse(args)
+    dict(label=label, analyse=analyse, functional=functional)[args.step](args)
 
 
 if __name__ == "__main__":

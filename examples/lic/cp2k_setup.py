@@ -31,7 +31,13 @@ SETTINGS = dict(
     vdw="DFTD3(BJ)",
     vdw_reference_functional="PBE",
     vdw_r_cutoff_ang=15.0,
+    functional="PBE-D3(BJ)",  # or "optB88-vdW" (xc_section)
 )
+
+#: optB88-vdW, the functional of the GAP-20 labels (VASP): optB88 exchange, LDA correlation and
+#: the vdW-DF1 non-local correlation (DRSLL kernel). The GTH-PBE pseudopotentials and the basis
+#: stay; check_test_labels.py (``functional``) compares it with the labels.
+OPTB88_VDW = dict(SETTINGS, functional="optB88-vdW", nonlocal_cutoff_ry=50.0)
 
 # Valence electrons of the GTH-PBE pseudopotentials used.
 ZVAL = {"Li": 3, "C": 4}
@@ -64,6 +70,46 @@ def n_added_mos(atoms):
     nel = sum(ZVAL[s] for s in atoms.get_chemical_symbols())
     nocc = (nel + 1) // 2
     return max(8, int(0.3 * nocc) + 4)
+
+
+def xc_section(settings) -> str:
+    """The template's &XC block for ``settings["functional"]``. For PBE-D3(BJ), ASE writes the
+    XC_FUNCTIONAL itself (``xc=PBE``) and this block adds the D3 pair potential; for optB88-vdW
+    the block holds the whole functional (make_calc passes ``xc=None``)."""
+    s = settings
+    functional = s.get("functional", "PBE-D3(BJ)")
+    if functional == "PBE-D3(BJ)":
+        return f"""    &XC
+      &VDW_POTENTIAL
+        POTENTIAL_TYPE PAIR_POTENTIAL
+        &PAIR_POTENTIAL
+          TYPE {s["vdw"]}
+          PARAMETER_FILE_NAME dftd3.dat
+          REFERENCE_FUNCTIONAL {s["vdw_reference_functional"]}
+          R_CUTOFF [angstrom] {s["vdw_r_cutoff_ang"]:.1f}
+        &END PAIR_POTENTIAL
+      &END VDW_POTENTIAL
+    &END XC
+"""
+    if functional == "optB88-vdW":
+        return f"""    &XC
+      &XC_FUNCTIONAL
+        &GGA_X_OPTB88_VDW
+        &END GGA_X_OPTB88_VDW
+        &PW92
+        &END PW92
+      &END XC_FUNCTIONAL
+      &VDW_POTENTIAL
+        POTENTIAL_TYPE NON_LOCAL
+        &NON_LOCAL
+          TYPE DRSLL
+          KERNEL_FILE_NAME vdW_kernel_table.dat
+          CUTOFF [Ry] {s["nonlocal_cutoff_ry"]:.1f}
+        &END NON_LOCAL
+      &END VDW_POTENTIAL
+    &END XC
+"""
+    raise ValueError(f"unknown functional {functional!r}: use 'PBE-D3(BJ)' or 'optB88-vdW'")
 
 
 def build_template(kmesh, added_mos, rel_cutoff=None, temperature=None, settings=None):
@@ -114,18 +160,7 @@ def build_template(kmesh, added_mos, rel_cutoff=None, temperature=None, settings
         &END RESTART
       &END PRINT
     &END SCF
-    &XC
-      &VDW_POTENTIAL
-        POTENTIAL_TYPE PAIR_POTENTIAL
-        &PAIR_POTENTIAL
-          TYPE {s["vdw"]}
-          PARAMETER_FILE_NAME dftd3.dat
-          REFERENCE_FUNCTIONAL {s["vdw_reference_functional"]}
-          R_CUTOFF [angstrom] {s["vdw_r_cutoff_ang"]:.1f}
-        &END PAIR_POTENTIAL
-      &END VDW_POTENTIAL
-    &END XC
-  &END DFT
+{xc_section(s)}  &END DFT
 &END FORCE_EVAL
 """
 
@@ -152,7 +187,7 @@ def make_calc(atoms, label, cutoff_ry=None, rel_cutoff=None, temperature=None, k
     calc = CP2K(
         label=label,
         command=command,
-        xc=s["xc"],
+        xc=s["xc"] if s.get("functional", "PBE-D3(BJ)") == "PBE-D3(BJ)" else None,
         basis_set=s["basis_set"],
         basis_set_file=s["basis_set_file"],
         pseudo_potential=s["pseudo_potential"],

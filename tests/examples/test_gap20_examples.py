@@ -463,6 +463,47 @@ def test_test_label_check_separates_sampling_error_from_model_error():
         check_test_labels.summarise(rows[:1], [_amorphous(9, 2.0, 4)], calc)
 
 
+def test_functional_check_compares_labels_with_both_functionals():
+    """Labels = optB88-vdW forces + a known offset; the PBE forces differ from optB88-vdW by another:
+    each RMS difference is that offset's, pooled over the frames that have it."""
+    rng = np.random.default_rng(1)
+    rows, pbe = [], {}
+    for i, n in enumerate((4, 6)):
+        opt = rng.normal(size=(n, 3))
+        rows.append(
+            dict(frame=i, atoms=n, density=2.0, seconds=1.0, forces=opt.tolist(), label_forces=(1.1 * opt).tolist())
+        )
+        if i == 0:  # only frame 0 has a PBE label
+            pbe[i] = dict(gamma_forces=(opt + 0.5).tolist())
+    summary = check_test_labels.compare_functional(rows, pbe)
+    first, second = summary["per_frame"]
+    opt0 = np.asarray(rows[0]["forces"])
+    assert first["label_minus_optb88_force_rms"] == pytest.approx(100 * np.sqrt(np.mean(opt0**2)))
+    assert first["optb88_minus_pbe_force_rms"] == pytest.approx(500.0)
+    assert first["label_optb88_slope"] == pytest.approx(1.1) and first["label_optb88_correlation"] == pytest.approx(1.0)
+    assert "label_minus_pbe_force_rms" not in second
+    assert summary["pooled_frames"] == {"label_minus_optb88": 2, "label_minus_pbe": 1, "optb88_minus_pbe": 1}
+    assert summary["pooled_force_rms"]["optb88_minus_pbe"] == pytest.approx(500.0)
+    assert summary["atoms"] == 10
+
+
+def test_cp2k_templates_write_the_chosen_functional():
+    """PBE-D3(BJ) (the Li-C labels, ASE writes the functional) and optB88-vdW (the GAP-20 labels'
+    functional, written whole in the template, so ASE gets xc=None)."""
+    cp2k = check_test_labels._cp2k_setup()
+    pbe = cp2k.build_template((1, 1, 1), 10)
+    assert "DFTD3(BJ)" in pbe and "XC_FUNCTIONAL" not in pbe and "NON_LOCAL" not in pbe
+    opt = cp2k.build_template((3, 3, 3), 10, settings=cp2k.OPTB88_VDW)
+    for key in ("GGA_X_OPTB88_VDW", "&PW92", "TYPE DRSLL", "vdW_kernel_table.dat", "CUTOFF [Ry] 50.0", "MONKHORST"):
+        assert key in opt
+    assert "DFTD3" not in opt
+    atoms = bulk("C", "diamond", a=3.57)
+    assert cp2k.make_calc(atoms, "unused", kmesh=(1, 1, 1)).parameters["xc"] == "PBE"
+    assert cp2k.make_calc(atoms, "unused", kmesh=(1, 1, 1), settings=cp2k.OPTB88_VDW).parameters["xc"] is None
+    with pytest.raises(ValueError, match="unknown functional 'PBE0'"):
+        cp2k.build_template((1, 1, 1), 10, settings=dict(cp2k.SETTINGS, functional="PBE0"))
+
+
 def test_test_label_analysis_names_a_model_missing_from_the_test_metrics(tmp_path):
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps({"attention": {"test": {"per_cell_size": {}}}}))
