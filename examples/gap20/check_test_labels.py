@@ -3,6 +3,8 @@
     python examples/gap20/check_test_labels.py label ../shared/data/gap20    # CP2K, resumable
     python examples/gap20/check_test_labels.py analyse ../shared/data/gap20 --model gap20.pt \\
         --output examples/gap20/results/test_labels/summary.json
+    python examples/gap20/check_test_labels.py recompute ../shared/data/gap20 --frames 31 87 115 \\
+        [--functional optB88-vdW] [--basis DZVP-MOLOPT-SR-GTH] [--kmesh 1 1 1]
 
 The small training cells of this GAP-20 copy carry the energy error of Gamma-point-only sampling
 (``check_kpoints.py``), and the test cells are 5.4-11.6 Å wide. ``label`` takes a few test frames
@@ -21,6 +23,11 @@ frames already there are skipped, so an interrupted run resumes.
   error, ``F_label + (F_mesh - F_gamma)``: if the model has learned the converged physics from the
   wide training cells, what remains after the correction is its error proper;
 * the model's energy error per atom beside CP2K's ``(E_mesh - E_gamma) / N``.
+
+``recompute`` computes test frames once more with other CP2K settings (by default the labels' own
+functional, optB88-vdW, at the Gamma point; ``--basis``, ``--kmesh``) and compares the labels with
+them and with the PBE-D3 Gamma-point forces of ``label``: which setting, if any, brings CP2K to the
+labels? One JSON per frame and a ``summary.json`` in ``results/recompute/<functional>_<basis>_<mesh>``.
 
 CP2K runs serially, one process per ``--workers``. Measured on 2 cores (one frame per core): a
 27-atom frame 7-13 minutes for both runs, 48 atoms 19-28, 64 atoms 39-47; a 125-atom frame with
@@ -44,7 +51,6 @@ from prepare import cell_width
 
 LIC = Path(__file__).parents[1] / "lic"
 RESULTS = Path(__file__).parent / "results" / "test_labels"
-FUNCTIONAL_RESULTS = Path(__file__).parent / "results" / "test_labels_optb88"
 #: frames per cell size (spread over the density range of that size)
 PER_SIZE = {27: 3, 48: 2, 64: 4, 125: 2}
 KSPACING_LENGTH = 25.0  # Å, as check_kpoints.py
@@ -149,22 +155,32 @@ def label(args) -> None:
     )
 
 
-def _functional_one(args) -> dict:
-    index, atoms, workdir, basis = args
+#: short names of the functionals in result folders
+_SLUGS = {"optB88-vdW": "optb88", "PBE-D3(BJ)": "pbe-d3"}
+
+
+def recompute_folder(functional: str, basis: str, kmesh) -> Path:
+    """Default result folder of ``recompute`` for these settings."""
+    return RESULTS.parent / "recompute" / f"{_SLUGS[functional]}_{basis}_{'x'.join(map(str, kmesh))}"
+
+
+def _recompute_one(args) -> dict:
+    index, atoms, workdir, functional, basis, kmesh = args
     cp2k = _cp2k_setup()
-    settings = dict(cp2k.OPTB88_VDW, basis_set=basis or cp2k.OPTB88_VDW["basis_set"])
+    base = cp2k.OPTB88_VDW if functional == "optB88-vdW" else cp2k.SETTINGS
+    settings = dict(base, basis_set=basis)
     start = time.perf_counter()
-    name = str(workdir / f"frame{index:04d}_optb88_{settings['basis_set']}_gamma")
-    calc = cp2k.make_calc(atoms, name, kmesh=(1, 1, 1), settings=settings)
+    name = str(workdir / f"frame{index:04d}_{recompute_folder(functional, basis, kmesh).name}")
+    calc = cp2k.make_calc(atoms, name, kmesh=tuple(kmesh), settings=settings)
     copy = atoms.copy()
     copy.calc = calc
     row = dict(
         frame=index,
         atoms=len(atoms),
         density=density(atoms),
-        functional=settings["functional"],
-        basis_set=settings["basis_set"],
-        kmesh=[1, 1, 1],
+        functional=functional,
+        basis_set=basis,
+        kmesh=list(kmesh),
         label_energy=float(atoms.info["REF_energy"]),
         label_forces=np.asarray(atoms.arrays["REF_forces"]).tolist(),
         energy=float(copy.get_potential_energy()),
@@ -177,19 +193,19 @@ def _functional_one(args) -> dict:
     return row
 
 
-def compare_functional(rows: list[dict], pbe_rows: dict) -> dict:
-    """The labels against CP2K with their own functional (``rows``: optB88-vdW at the Gamma point)
-    and, where ``pbe_rows`` (frame -> ``label`` row) has the frame, against CP2K's PBE-D3(BJ) at
-    the Gamma point: if the functional explained the gap between labels and CP2K, the optB88-vdW
-    forces would lie much closer to the labels."""
+def compare_settings(rows: list[dict], pbe_rows: dict) -> dict:
+    """The labels against CP2K with other settings (``rows``, e.g. the labels' own functional,
+    optB88-vdW) and, where ``pbe_rows`` (frame -> ``label`` row) has the frame, against CP2K's
+    PBE-D3(BJ) at the Gamma point: if the settings explained the gap between labels and CP2K, the
+    new forces would lie much closer to the labels."""
     per_frame, pooled = [], {}
     for row in rows:
-        f_label, f_opt = np.asarray(row["label_forces"]), np.asarray(row["forces"])
-        diffs = {"label_minus_optb88": f_label - f_opt}
+        f_label, f_cp2k = np.asarray(row["label_forces"]), np.asarray(row["forces"])
+        diffs = {"label_minus_cp2k": f_label - f_cp2k}
         if row["frame"] in pbe_rows:
             f_pbe = np.asarray(pbe_rows[row["frame"]]["gamma_forces"])
-            diffs.update(label_minus_pbe=f_label - f_pbe, optb88_minus_pbe=f_opt - f_pbe)
-        a, b = f_label.ravel(), f_opt.ravel()
+            diffs.update(label_minus_pbe_gamma=f_label - f_pbe, cp2k_minus_pbe_gamma=f_cp2k - f_pbe)
+        a, b = f_label.ravel(), f_cp2k.ravel()
         per_frame.append(
             dict(
                 frame=row["frame"],
@@ -198,8 +214,8 @@ def compare_functional(rows: list[dict], pbe_rows: dict) -> dict:
                 seconds=row["seconds"],
                 label_force_rms=_rms(f_label) * 1000,
                 **{f"{k}_force_rms": _rms(v) * 1000 for k, v in diffs.items()},
-                label_optb88_correlation=float(np.corrcoef(a, b)[0, 1]),
-                label_optb88_slope=float(a @ b / (b @ b)),  # least squares label = slope * CP2K
+                label_cp2k_correlation=float(np.corrcoef(a, b)[0, 1]),
+                label_cp2k_slope=float(a @ b / (b @ b)),  # least squares label = slope * CP2K
             )
         )
         for k, v in diffs.items():
@@ -214,28 +230,33 @@ def compare_functional(rows: list[dict], pbe_rows: dict) -> dict:
     )
 
 
-def functional(args) -> None:
+def recompute(args) -> None:
     frames = ase.io.read(args.data_dir / "gap20_amorphous_test.extxyz", ":")
+    if args.results is None:
+        args.results = recompute_folder(args.functional, args.basis, args.kmesh)
     indices = args.frames or sorted(int(p.stem.split("_")[1]) for p in RESULTS.glob("frame_*.json"))
     todo = _todo(args, frames, indices)
-    jobs = {i: (i, frames[i], args.workdir, args.basis) for i in todo}
+    jobs = {i: (i, frames[i], args.workdir, args.functional, args.basis, args.kmesh) for i in todo}
     _run_frames(
-        _functional_one,
+        _recompute_one,
         jobs,
         args.results,
         args.workers,
-        lambda row: f"frame {row['frame']} ({row['atoms']} atoms): optB88-vdW at Gamma, {row['seconds']:.0f} s",
+        lambda row: f"frame {row['frame']} ({row['atoms']} atoms): {args.results.name}, {row['seconds']:.0f} s",
     )
     rows = [json.loads(p.read_text()) for p in sorted(args.results.glob("frame_*.json"))]
     pbe = {r["frame"]: r for r in (json.loads(p.read_text()) for p in sorted(args.pbe_results.glob("frame_*.json")))}
-    summary = compare_functional(rows, pbe)
+    summary = dict(functional=args.functional, basis_set=args.basis, kmesh=list(args.kmesh))
+    summary.update(compare_settings(rows, pbe))
     nan = float("nan")
-    print("frame atoms  label-optB88  label-PBE  optB88-PBE  |label|   corr  slope   (forces, meV/Å RMS; Gamma point)")
+    print(f"{args.results.name}: forces, meV/Å RMS (PBE: PBE-D3(BJ) at the Gamma point, {args.pbe_results})")
+    print("frame atoms  label-CP2K  label-PBE  CP2K-PBE  |label|   corr  slope")
     for e in summary["per_frame"]:
         print(
-            f"{e['frame']:5d} {e['atoms']:5d} {e['label_minus_optb88_force_rms']:12.0f}"
-            f" {e.get('label_minus_pbe_force_rms', nan):10.0f} {e.get('optb88_minus_pbe_force_rms', nan):11.0f}"
-            f" {e['label_force_rms']:7.0f} {e['label_optb88_correlation']:6.3f} {e['label_optb88_slope']:6.3f}"
+            f"{e['frame']:5d} {e['atoms']:5d} {e['label_minus_cp2k_force_rms']:10.0f}"
+            f" {e.get('label_minus_pbe_gamma_force_rms', nan):10.0f}"
+            f" {e.get('cp2k_minus_pbe_gamma_force_rms', nan):9.0f}"
+            f" {e['label_force_rms']:7.0f} {e['label_cp2k_correlation']:6.3f} {e['label_cp2k_slope']:6.3f}"
         )
     print("pooled:", ", ".join(f"{k} {v:.0f}" for k, v in summary["pooled_force_rms"].items()))
     (args.results / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -459,22 +480,23 @@ def convergence(rows, folder: Path) -> list[dict]:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="step", required=True)
-    for name, results in (("label", RESULTS), ("analyse", RESULTS), ("functional", FUNCTIONAL_RESULTS)):
+    for name, results in (("label", RESULTS), ("analyse", RESULTS), ("recompute", None)):
         p = sub.add_parser(name)
         p.add_argument("data_dir", type=Path)
         p.add_argument("--results", type=Path, default=results)
-    for name in ("label", "functional"):
+    for name in ("label", "recompute"):
         p = sub.choices[name]
         p.add_argument(
             "--frames", type=int, nargs="*", default=None, help="test frame indices (default: pick / those labelled)"
         )
         p.add_argument("--workdir", type=Path, default=Path("runs/gap20/test_labels"))
         p.add_argument("--workers", type=int, default=2)
-    sub.choices["functional"].add_argument(
+    p_re = sub.choices["recompute"]
+    p_re.add_argument("--functional", default="optB88-vdW", choices=sorted(_SLUGS), help="default: the labels' own")
+    p_re.add_argument("--basis", default="DZVP-MOLOPT-SR-GTH", help="CP2K basis set (default: the labelling one)")
+    p_re.add_argument("--kmesh", type=int, nargs=3, default=[1, 1, 1], help="Monkhorst-Pack mesh (default: Gamma)")
+    p_re.add_argument(
         "--pbe-results", type=Path, default=RESULTS, help="the 'label' results to compare with (PBE-D3 at Gamma)"
-    )
-    sub.choices["functional"].add_argument(
-        "--basis", default=None, help="CP2K basis set (default: the labelling one, DZVP-MOLOPT-SR-GTH)"
     )
     p_label = sub.choices["label"]
     p_label.add_argument(
@@ -494,7 +516,7 @@ def main(argv=None) -> None:
         "--convergence", type=Path, default=None, help="results of a denser mesh (label --kspacing-length)"
     )
     args = parser.parse_args(argv)
-    dict(label=label, analyse=analyse, functional=functional)[args.step](args)
+    dict(label=label, analyse=analyse, recompute=recompute)[args.step](args)
 
 
 if __name__ == "__main__":

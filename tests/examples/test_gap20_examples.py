@@ -463,28 +463,30 @@ def test_test_label_check_separates_sampling_error_from_model_error():
         check_test_labels.summarise(rows[:1], [_amorphous(9, 2.0, 4)], calc)
 
 
-def test_functional_check_compares_labels_with_both_functionals():
-    """Labels = optB88-vdW forces + a known offset; the PBE forces differ from optB88-vdW by another:
-    each RMS difference is that offset's, pooled over the frames that have it."""
+def test_recompute_compares_labels_with_other_cp2k_settings():
+    """Labels = 1.1 x the recomputed forces; the PBE forces differ from the recomputed ones by 0.5 eV/Å
+    in every component: each RMS difference is that offset's, pooled over the frames that have it."""
     rng = np.random.default_rng(1)
     rows, pbe = [], {}
     for i, n in enumerate((4, 6)):
-        opt = rng.normal(size=(n, 3))
+        cp2k = rng.normal(size=(n, 3))
         rows.append(
-            dict(frame=i, atoms=n, density=2.0, seconds=1.0, forces=opt.tolist(), label_forces=(1.1 * opt).tolist())
+            dict(frame=i, atoms=n, density=2.0, seconds=1.0, forces=cp2k.tolist(), label_forces=(1.1 * cp2k).tolist())
         )
         if i == 0:  # only frame 0 has a PBE label
-            pbe[i] = dict(gamma_forces=(opt + 0.5).tolist())
-    summary = check_test_labels.compare_functional(rows, pbe)
+            pbe[i] = dict(gamma_forces=(cp2k + 0.5).tolist())
+    summary = check_test_labels.compare_settings(rows, pbe)
     first, second = summary["per_frame"]
-    opt0 = np.asarray(rows[0]["forces"])
-    assert first["label_minus_optb88_force_rms"] == pytest.approx(100 * np.sqrt(np.mean(opt0**2)))
-    assert first["optb88_minus_pbe_force_rms"] == pytest.approx(500.0)
-    assert first["label_optb88_slope"] == pytest.approx(1.1) and first["label_optb88_correlation"] == pytest.approx(1.0)
-    assert "label_minus_pbe_force_rms" not in second
-    assert summary["pooled_frames"] == {"label_minus_optb88": 2, "label_minus_pbe": 1, "optb88_minus_pbe": 1}
-    assert summary["pooled_force_rms"]["optb88_minus_pbe"] == pytest.approx(500.0)
+    cp2k0 = np.asarray(rows[0]["forces"])
+    assert first["label_minus_cp2k_force_rms"] == pytest.approx(100 * np.sqrt(np.mean(cp2k0**2)))
+    assert first["cp2k_minus_pbe_gamma_force_rms"] == pytest.approx(500.0)
+    assert first["label_cp2k_slope"] == pytest.approx(1.1) and first["label_cp2k_correlation"] == pytest.approx(1.0)
+    assert "label_minus_pbe_gamma_force_rms" not in second
+    assert summary["pooled_frames"] == {"label_minus_cp2k": 2, "label_minus_pbe_gamma": 1, "cp2k_minus_pbe_gamma": 1}
+    assert summary["pooled_force_rms"]["cp2k_minus_pbe_gamma"] == pytest.approx(500.0)
     assert summary["atoms"] == 10
+    folder = check_test_labels.recompute_folder("PBE-D3(BJ)", "TZV2P-MOLOPT-GTH", [2, 2, 2])
+    assert folder.name == "pbe-d3_TZV2P-MOLOPT-GTH_2x2x2" and folder.parent.name == "recompute"
 
 
 def test_cp2k_templates_write_the_chosen_functional():
