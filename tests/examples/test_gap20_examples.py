@@ -29,6 +29,7 @@ import errors_by_width  # noqa: E402
 import graphite  # noqa: E402
 import nve_amorphous  # noqa: E402
 import prepare  # noqa: E402
+import short_range  # noqa: E402
 
 # by path and under its own name: examples/lic has a card.py too
 _spec = importlib.util.spec_from_file_location("gap20_card", GAP20 / "card.py")
@@ -398,6 +399,32 @@ def _amorphous(n_atoms, density, seed):
             positions.append(p)
     atoms.positions = positions
     return atoms
+
+
+def test_short_range_finds_an_energy_hole_and_its_barrier():
+    r = [1.6, 1.5, 1.4, 1.3, 1.2, 1.1, 1.0]
+    rising = [-1.0, -2.0, -1.5, 0.0, 2.0, 5.0, 9.0]  # a minimum at 1.5 Å, then only up
+    assert short_range.hole_onset(r, rising) == (None, pytest.approx(11.0))
+    hole = [-1.0, -2.0, -1.5, 0.0, 2.0, -50.0, -900.0]  # turns over below 1.2 Å
+    assert short_range.hole_onset(r, hole) == (1.2, pytest.approx(4.0))
+    assert short_range.hole_onset(r[::-1], hole[::-1]) == (1.2, pytest.approx(4.0))  # any order
+
+
+def test_short_range_probes_run_on_a_model(tmp_path, capsys):
+    model = tmp_path / "tiny.pt"
+    from attnmace import export_model
+
+    export_model(tiny_model(2, cutoffs=(2.2, 3.0)), str(model))
+    short_range.main(["--model", str(model), "--json", str(tmp_path / "short.json")])
+    result = json.loads((tmp_path / "short.json").read_text())
+    for probe in ("pair", "compression"):
+        block = result[probe]
+        assert len(block["distances_A"]) == len(block["energies"]) and np.all(np.isfinite(block["energies"]))
+        assert block["hole_onset_A"] is None or min(block["distances_A"]) < block["hole_onset_A"]
+    assert result["pair"]["energies"][0] == pytest.approx(0.0, abs=1e-8)  # the unperturbed cell
+    zbl = dict(zip(result["pair"]["distances_A"], result["pair"]["zbl_pair_energies_eV"]))
+    assert zbl[1.0] == 0.0 and zbl[0.5] > zbl[0.7] > 0.0  # switched off at 0.6 x 1.52 Å, rising inside
+    assert "pair: distance" in capsys.readouterr().out
 
 
 def test_test_label_check_picks_frames_spread_over_density():
