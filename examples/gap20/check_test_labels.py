@@ -167,8 +167,7 @@ def recompute_folder(functional: str, basis: str, kmesh) -> Path:
 def _recompute_one(args) -> dict:
     index, atoms, workdir, functional, basis, kmesh = args
     cp2k = _cp2k_setup()
-    base = cp2k.OPTB88_VDW if functional == "optB88-vdW" else cp2k.SETTINGS
-    settings = dict(base, basis_set=basis)
+    settings = dict(cp2k.FUNCTIONALS[functional], basis_set=basis)
     start = time.perf_counter()
     name = str(workdir / f"frame{index:04d}_{recompute_folder(functional, basis, kmesh).name}")
     calc = cp2k.make_calc(atoms, name, kmesh=tuple(kmesh), settings=settings)

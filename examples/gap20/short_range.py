@@ -25,8 +25,7 @@ from ase.build import bulk
 from ase.neighborlist import neighbor_list
 from graphite import write_json
 
-from attnmace import AttnMACECalculator, read_metadata
-from attnmace.calculator import resolve_model_path
+from attnmace import AttnMACECalculator
 from attnmace.nn.repulsion import ZBLRepulsion
 
 DIAMOND_A = 3.567  # Å, experiment
@@ -67,9 +66,9 @@ def pair_curve(calc, distances):
     return energies
 
 
-def zbl_pair(model, distances):
-    """The model's own ZBL energy (eV) of one C-C pair at each distance (zeros without it)."""
-    config = read_metadata(resolve_model_path(model))["config"]
+def zbl_pair(config, distances):
+    """The ZBL energy (eV) of one C-C pair at each distance for a model of ``config`` (its
+    metadata's model configuration; zeros without the pair repulsion)."""
     if not config.get("pair_repulsion", False):
         return [0.0] * len(distances)
     zbl = ZBLRepulsion([6], config["repulsion_factor"]).double()
@@ -108,7 +107,7 @@ def main(argv=None) -> None:
         result[name] = dict(
             distances_A=distances.tolist(), energies=energies, unit=unit, hole_onset_A=onset, barrier=barrier
         )
-        zbl = zbl_pair(args.model, distances) if name == "pair" else None
+        zbl = zbl_pair(calc.metadata["config"], distances) if name == "pair" else None
         if zbl is not None:
             result[name]["zbl_pair_energies_eV"] = zbl
         print(f"{name}: distance (Å), energy ({unit})" + (", the ZBL energy of that pair (eV)" if zbl else ""))
