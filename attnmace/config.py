@@ -39,6 +39,12 @@ class ModelConfig:
         readout_mlp: hidden size of the last layer's MLP readout.
         pair_repulsion: add the ZBL screened nuclear repulsion at very short range.
         repulsion_factor: ZBL switch-off distance as a fraction of the sum of covalent radii.
+        inner_cutoffs: per species pair, the shortest distance (Å) the network is trusted at,
+            usually the shortest one in its training data; ``()`` (the default): none. Below
+            ``inner - inner_width`` the network's radial input is frozen (no force from it along
+            the pair) and the full ZBL energy alone repels; at ``inner`` and beyond nothing changes.
+            Needs ``pair_repulsion``.
+        inner_width: width (Å) of the window below each inner cutoff where the two hand over.
         avg_num_neighbors: per-layer normalisation of the neighbour sum (fitted by training).
         e0s: isolated-atom energy per species (eV).
         scale: multiplies the network's site energies (eV).
@@ -60,6 +66,8 @@ class ModelConfig:
     readout_mlp: int = 16
     pair_repulsion: bool = True
     repulsion_factor: float = 0.6
+    inner_cutoffs: Tuple[Tuple[float, ...], ...] = ()
+    inner_width: float = 0.1
     avg_num_neighbors: Tuple[float, ...] = field(default=())
     e0s: Tuple[float, ...] = field(default=())
     scale: float = 1.0
@@ -97,6 +105,10 @@ class ModelConfig:
                 raise ValueError(f"{name} needs one value per layer ({n}), got {getattr(self, name)}")
         if len(self.e0s) != len(self.species):
             raise ValueError(f"e0s needs one value per species ({len(self.species)}), got {self.e0s}")
+        set_("inner_cutoffs", tuple(tuple(float(x) for x in row) for row in self.inner_cutoffs))
+        set_("inner_width", float(self.inner_width))
+        if self.inner_cutoffs:
+            self._check_inner_cutoffs()
         if any(not 1 <= c <= 3 for c in self.correlation):
             raise ValueError(f"correlation must be between 1 and 3, got {self.correlation}")
         if self.channels < 1 or self.heads < 0 or self.max_l < 0 or self.sh_max_l < self.max_l:
@@ -104,6 +116,26 @@ class ModelConfig:
                 f"invalid sizes: channels={self.channels}, heads={self.heads}, "
                 f"max_l={self.max_l}, sh_max_l={self.sh_max_l} (needs sh_max_l >= max_l)"
             )
+
+    def _check_inner_cutoffs(self) -> None:
+        n, inner, width = len(self.species), self.inner_cutoffs, self.inner_width
+        if not (width > 0 and math.isfinite(width)):
+            raise ValueError(f"inner_width must be a positive number of Å, got {width}")
+        if len(inner) != n or any(len(row) != n for row in inner):
+            raise ValueError(f"inner_cutoffs must be a {n}x{n} matrix (one row per species), got {inner}")
+        for a in range(n):
+            for b in range(n):
+                pair = f"{self.species[a]}-{self.species[b]}"
+                if not (inner[a][b] > width and math.isfinite(inner[a][b])):
+                    raise ValueError(f"inner cutoff of {pair} must exceed inner_width ({width} Å), got {inner[a][b]}")
+                if inner[a][b] != inner[b][a]:
+                    raise ValueError(
+                        f"inner_cutoffs must be symmetric: {pair} {inner[a][b]} but {inner[b][a]} reversed"
+                    )
+                if inner[a][b] >= min(self.cutoffs):
+                    raise ValueError(f"inner cutoff of {pair} ({inner[a][b]} Å) must be below every layer cutoff")
+        if not self.pair_repulsion:
+            raise ValueError("inner_cutoffs hand short distances over to the ZBL term: needs pair_repulsion=True")
 
     @property
     def num_layers(self) -> int:
@@ -118,7 +150,10 @@ class ModelConfig:
         return tuple(atomic_numbers[s] for s in self.species)
 
     def to_dict(self) -> Dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        def plain(value):
+            return [plain(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+        return {k: plain(v) for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> ModelConfig:

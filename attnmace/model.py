@@ -1,6 +1,8 @@
 """The AttnMACE model: MACE with geometric attention and layer-dependent cutoffs."""
 
+import dataclasses
 import functools
+import warnings
 from typing import Dict, List, Optional
 
 import torch
@@ -20,6 +22,7 @@ from .nn import (
 )
 from .nn._irreps import natural_irreps
 from .nn.attention import max_neighbours
+from .nn.cutoff import soft_floor
 from .nn.repulsion import NoRepulsion
 from .nn.tensor_product import ChannelwiseTensorProduct
 
@@ -31,7 +34,10 @@ class AttnMACE(torch.nn.Module):
     edges shorter than ``cutoffs[s]`` (Section 3 of Norwood et al.). Site energies are
     ``E_i = E0[z_i] + shift + scale · Σ_s readout_s(h_i^(s))`` and the per-layer terms are returned
     (the paper's Figure 1d). An optional ZBL pair repulsion acts at very short range only
-    (:mod:`attnmace.nn.repulsion`).
+    (:mod:`attnmace.nn.repulsion`). With ``inner_cutoffs`` in the configuration, each edge's
+    distance enters the network through :func:`~attnmace.nn.cutoff.soft_floor`, so below the
+    shortest distances it was trained on the network adds no force along the pair and the ZBL
+    term, then at full strength, alone repels.
 
     The forward pass takes and returns dictionaries keyed by :mod:`attnmace.keys`, which keeps
     the TorchScript interface stable across versions.
@@ -42,6 +48,8 @@ class AttnMACE(torch.nn.Module):
     num_layers: int
     num_species: int
     heads: int
+    inner_handover: bool
+    inner_width: float
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -95,11 +103,17 @@ class AttnMACE(torch.nn.Module):
             irreps = irreps_out
         self.layers = torch.nn.ModuleList(layers)
         self.readouts = torch.nn.ModuleList(readouts)
+        inner = [list(row) for row in config.inner_cutoffs] if config.inner_cutoffs else None
         self.repulsion = (
-            ZBLRepulsion(list(config.atomic_numbers), config.repulsion_factor)
+            ZBLRepulsion(list(config.atomic_numbers), config.repulsion_factor, inner=inner, width=config.inner_width)
             if config.pair_repulsion
             else NoRepulsion()
         )
+        self.inner_handover = inner is not None
+        self.inner_width = config.inner_width
+        n = self.num_species
+        inner_t = torch.tensor(inner if inner is not None else [[0.0] * n] * n, dtype=torch.get_default_dtype())
+        self.register_buffer("inner_cutoffs", inner_t, persistent=False)  # from the config, not the weights
 
     def forward(
         self,
@@ -157,6 +171,10 @@ class AttnMACE(torch.nn.Module):
         order, receivers, senders = order[within], receivers[within], senders[within]
         vectors, lengths = vectors[within], lengths[within]
         sh = self.spherical_harmonics(vectors)  # (n_edges, irreps_sh.dim)
+        net_lengths = lengths  # what the network's radial basis sees
+        if self.inner_handover:
+            floor = self.inner_cutoffs[species.index_select(0, receivers), species.index_select(0, senders)]
+            net_lengths = soft_floor(lengths, floor.to(lengths.dtype), self.inner_width)
 
         onehot = torch.nn.functional.one_hot(species, self.num_species).to(positions.dtype)
         h = self.embedding(onehot)
@@ -172,7 +190,7 @@ class AttnMACE(torch.nn.Module):
                 h,
                 species,
                 onehot,
-                lengths.index_select(0, selected),
+                net_lengths.index_select(0, selected),
                 sh.index_select(0, selected),
                 senders.index_select(0, selected),
                 layer_receivers,
@@ -280,7 +298,8 @@ def copy_weights(source: torch.nn.Module, target: AttnMACE) -> AttnMACE:
     Raises:
         ValueError: ``source`` has no product basis of the target's shape at one of its blocks.
     """
-    target.load_state_dict(source.state_dict())
+    derived = {name for name, _ in target.named_buffers()} - set(target.state_dict())  # from the config
+    target.load_state_dict({k: v for k, v in source.state_dict().items() if k not in derived})
     for name, block in target.named_modules():
         if not isinstance(block, SymmetricContraction):
             continue
@@ -295,3 +314,38 @@ def copy_weights(source: torch.nn.Module, target: AttnMACE) -> AttnMACE:
         with torch.no_grad():
             block.basis.copy_(basis.to(device=block.basis.device, dtype=block.basis.dtype))
     return target
+
+
+def with_inner_cutoffs(
+    model: torch.nn.Module, config: ModelConfig, inner_cutoffs, width: Optional[float] = None
+) -> AttnMACE:
+    """A copy of ``model`` (an :class:`AttnMACE` or its TorchScript export, of configuration
+    ``config``) whose network hands distances below ``inner_cutoffs`` over to the ZBL term
+    (:class:`~attnmace.config.ModelConfig`); ``()`` removes them. Its predictions are the same
+    wherever every pair is at least its inner cutoff apart, and also beyond the reach of the
+    plain ZBL term that the hand-over replaces; a warning names any pair whose plain term reached
+    past its inner cutoff.
+    """
+    if config.pair_repulsion and inner_cutoffs and not config.inner_cutoffs:
+        from ase.data import covalent_radii
+
+        numbers = config.atomic_numbers
+        reached = [
+            f"{config.species[a]}-{config.species[b]} ({reach:.2f} Å > {inner_cutoffs[a][b]:.2f} Å)"
+            for a in range(len(numbers))
+            for b in range(a, len(numbers))
+            if (reach := config.repulsion_factor * (covalent_radii[numbers[a]] + covalent_radii[numbers[b]]))
+            > inner_cutoffs[a][b]
+        ]
+        if reached:
+            warnings.warn(
+                "the plain ZBL term reached past the inner cutoff of " + ", ".join(reached) + ": predictions "
+                "of such pairs between the two distances change",
+                stacklevel=2,
+            )
+    changes: Dict[str, object] = {"inner_cutoffs": tuple(tuple(row) for row in inner_cutoffs)}
+    if width is not None:
+        changes["inner_width"] = float(width)
+    new_config = dataclasses.replace(config, **changes)
+    dtype = next(model.parameters()).dtype
+    return copy_weights(model, build_model(config=new_config, dtype=dtype))

@@ -157,3 +157,25 @@ def test_no_deprecation_warning_for_users(tmp_path):
         [sys.executable, "-W", "error::DeprecationWarning", "-c", code], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_inner_cutoffs_survive_export_and_rebuild(tmp_path):
+    from attnmace.model import with_inner_cutoffs
+
+    model = tiny_model(2, species=("Li", "C"))
+    with pytest.warns(UserWarning, match=r"reached past the inner cutoff of Li-C \(1.22 Å > 1.20 Å\)"):
+        floored = with_inner_cutoffs(model, model.config, [[1.6, 1.2], [1.2, 0.95]])
+    path = export_model(floored, tmp_path / "inner.pt")
+    assert read_metadata(path)["config"]["inner_cutoffs"] == [[1.6, 1.2], [1.2, 0.95]]
+    rebuilt = rebuild_eager(path)  # the derived buffers are not weights: the rebuild loads
+    assert rebuilt.config == floored.config
+    atoms = cluster()[:4]
+    atoms.numbers[0] = 3
+    atoms.positions[1] = atoms.positions[0] + [1.15, 0.0, 0.0]  # Li-C inside its window
+    data = atoms_to_graph(atoms, model.config.atomic_numbers, model.r_max)
+    energies = [m(dict(data), compute_forces=False)[keys.ENERGY].item() for m in (floored, load_model(path), rebuilt)]
+    assert max(energies) - min(energies) < 1e-10
+    plain = model(dict(data), compute_forces=False)[keys.ENERGY].item()
+    assert abs(energies[0] - plain) > 1e-3  # the window did act here
+    removed = with_inner_cutoffs(model, model.config, ())
+    assert removed.config == model.config and not removed.inner_handover

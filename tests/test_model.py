@@ -1,12 +1,16 @@
 """Physics of the model (METHOD.md section 5): symmetry, gradients, smoothness, extensivity."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
+from ase import Atoms
 from ase.build import make_supercell
 from helpers import cluster, diamond, random_rotation, tiny_model, triclinic
 
 from attnmace import build_model, count_parameters, keys
+from attnmace.config import ModelConfig, make_config
 from attnmace.graph import atoms_to_graph
 
 
@@ -244,3 +248,103 @@ def test_repulsion_can_be_switched_off():
     atoms = cluster()[:3]
     atoms.positions[1] = atoms.positions[0] + [0.5, 0.0, 0.0]
     assert evaluate(plain, atoms)[keys.REPULSION_ENERGY].sum() == 0
+
+
+def _with_inner(model, inner):
+    from attnmace.model import with_inner_cutoffs
+
+    return with_inner_cutoffs(model, model.config, inner)
+
+
+def test_inner_cutoffs_change_nothing_at_or_beyond_them():
+    model = tiny_model(species=("Li", "C"))
+    atoms = diamond()
+    atoms.numbers[0] = 3  # no Li-Li pair within the plain ZBL term's reach (1.54 Å), which a handover drops
+    shortest = atoms.get_all_distances(mic=True)[np.triu_indices(len(atoms), 1)].min()
+    inner = [[shortest] * 2] * 2  # every pair at or beyond its inner cutoff
+    with pytest.warns(UserWarning, match="Li-Li"):  # the plain term's 1.54 Å: no Li-Li pair here
+        floored = _with_inner(model, inner)
+    ref, out = evaluate(model, atoms, stress=True), evaluate(floored, atoms, stress=True)
+    for key in (keys.ENERGY, keys.FORCES, keys.STRESS):
+        assert np.abs(out[key] - ref[key]).max() < 1e-12, key
+
+
+def test_below_the_inner_cutoff_the_network_adds_no_force_along_the_pair():
+    """A dimer: below ``inner - width`` the energy is a constant plus the full ZBL term, so it only
+    rises as the atoms approach (no energy hole), and forces stay -dE/dx through the window."""
+    from attnmace.nn import ZBLRepulsion
+
+    model = tiny_model()
+    floored = _with_inner(model, [[1.0]])
+    zbl = ZBLRepulsion([6], factor=100.0).double()  # envelope far away: the unswitched formula
+
+    def dimer(r):
+        return Atoms("C2", positions=[[0, 0, 0], [r, 0, 0]])
+
+    def network(r):
+        out = evaluate(floored, dimer(r))
+        return float(out[keys.ENERGY].sum() - out[keys.REPULSION_ENERGY].sum()), out
+
+    frozen = [network(r)[0] for r in (0.3, 0.6, 0.85, 0.9)]
+    assert max(frozen) - min(frozen) < 1e-12
+    curve = [float(evaluate(floored, dimer(r))[keys.ENERGY].sum()) for r in np.linspace(0.2, 0.9, 15)]
+    assert np.all(np.diff(curve) < 0)  # falls with distance: repulsive all the way in
+    _, out = network(0.5)
+    lengths = torch.tensor([0.5, 0.5], dtype=torch.float64)
+    full = float(zbl(torch.zeros(2, dtype=torch.long), torch.tensor([0, 1]), torch.tensor([1, 0]), lengths).sum())
+    assert abs(out[keys.REPULSION_ENERGY].sum() - full) < 1e-6 * full  # float32-built constants
+    atoms = dimer(0.95)  # inside the window
+    atoms += Atoms("C", positions=[[0.4, 1.3, 0.2]])
+    data = atoms_to_graph(atoms, floored.config.atomic_numbers, floored.r_max)
+    positions = data[keys.POSITIONS].clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda pos: floored({**data, keys.POSITIONS: pos}, compute_forces=False)[keys.ENERGY],
+        (positions,),
+        eps=1e-6,
+        atol=1e-6,
+    )
+
+
+def test_inner_cutoff_errors_name_the_problem():
+    base = dict(species=["Li", "C"], cutoffs=(2.0,))
+    with pytest.raises(ValueError, match="2x2 matrix"):
+        make_config(**base, inner_cutoffs=[[1.0]])
+    with pytest.raises(ValueError, match="symmetric: Li-C 1.2 but 1.1"):
+        make_config(**base, inner_cutoffs=[[1.5, 1.2], [1.1, 1.0]])
+    with pytest.raises(ValueError, match="Li-Li must exceed inner_width"):
+        make_config(**base, inner_cutoffs=[[0.05, 1.2], [1.2, 1.0]])
+    with pytest.raises(ValueError, match="below every layer cutoff"):
+        make_config(**base, inner_cutoffs=[[2.5, 1.2], [1.2, 1.0]])
+    with pytest.raises(ValueError, match="needs pair_repulsion"):
+        make_config(**base, inner_cutoffs=[[1.5, 1.2], [1.2, 1.0]], pair_repulsion=False)
+    config = make_config(**base, inner_cutoffs=[[1.5, 1.2], [1.2, 1.0]])
+    assert ModelConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_a_head_on_collision_through_the_hand_over_conserves_energy():
+    """NVE: two atoms fired at each other turn round below the inner cutoff's window (0.9-1.0 Å)
+    and fly apart. The total energy's error is the integrator's, second order in the time step
+    (a kink in the hand-over would make it first order), and vanishes once they are apart."""
+    from ase import units
+    from ase.md.verlet import VelocityVerlet
+
+    from attnmace import AttnMACECalculator
+
+    calc = AttnMACECalculator(_with_inner(tiny_model(), [[1.0]]), device="cpu")
+    worst = {}
+    for dt in (0.02, 0.01):
+        atoms = Atoms("C2", positions=[[0, 0, 0], [1.6, 0, 0]], cell=[12, 12, 12], pbc=False)
+        atoms.center()
+        atoms.calc = calc
+        speed = np.sqrt(30.0 / atoms.get_masses()[0])  # 30 eV of kinetic energy
+        atoms.set_velocities([[speed, 0, 0], [-speed, 0, 0]])
+        start, closest, errors = atoms.get_total_energy(), 9.0, []
+        dyn = VelocityVerlet(atoms, dt * units.fs)
+        for _ in range(round(6.0 / dt)):  # 6 fs
+            dyn.run(1)
+            errors.append(abs(atoms.get_total_energy() - start))
+            closest = min(closest, atoms.get_distance(0, 1))
+        assert closest < 0.85 and atoms.get_distance(0, 1) > 1.0  # through the window and back out
+        assert errors[-1] < 2e-3  # eV, of 30 eV
+        worst[dt] = max(errors)
+    assert 3.0 < worst[0.02] / worst[0.01] < 5.0

@@ -2,7 +2,7 @@
 
 from .aggregation import SumAggregation
 from .attention import AttentionAggregation, smooth_attention
-from .cutoff import PolynomialEnvelope
+from .cutoff import PolynomialEnvelope, smootherstep, soft_floor
 from .interaction import InteractionBlock
 from .product import SymmetricContraction
 from .radial import BesselBasis, RadialEmbedding
@@ -21,4 +21,6 @@ __all__ = [
     "SymmetricContraction",
     "ZBLRepulsion",
     "smooth_attention",
+    "smootherstep",
+    "soft_floor",
 ]

@@ -37,3 +37,30 @@ class PolynomialEnvelope(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"r_cut={self.r_cut}, p={self.p}"
+
+
+def smootherstep(x: torch.Tensor) -> torch.Tensor:
+    """``6x^5 - 15x^4 + 10x^3`` on ``x`` clamped to ``[0, 1]``: 0 below, 1 above, and first and
+    second derivatives that vanish at both ends."""
+    x = x.clamp(0.0, 1.0)
+    return x * x * x * (x * (6.0 * x - 15.0) + 10.0)
+
+
+def soft_floor(r: torch.Tensor, floor: torch.Tensor, width: float) -> torch.Tensor:
+    """``r`` itself at ``r >= floor``; a constant ``floor - width/2`` at ``r <= floor - width``.
+
+    In between, ``dr'/dr`` rises from 0 to 1 as ``3x^2 - 2x^3`` with ``x = (r - floor + width) /
+    width``, so ``r'`` is twice continuously differentiable. Fed to the radial basis, it stops a
+    network from extrapolating below distances it was trained on: below the window the edge's
+    radial features no longer depend on ``r``. At ``r >= floor`` the result is ``r`` exactly (the
+    same bits), so predictions there do not change.
+
+    Args:
+        r: distances ``(n,)``.
+        floor: per-distance floor ``(n,)``, each larger than ``width``.
+        width: width of the window over which the floor sets in.
+    """
+    x = ((r - floor + width) / width).clamp(0.0, 1.0)
+    x3 = x * x * x
+    inside = floor - 0.5 * width + width * (x3 - 0.5 * x3 * x)
+    return torch.where(r >= floor, r, inside)

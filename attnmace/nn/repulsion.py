@@ -6,15 +6,20 @@ training set samples. It is switched off with the polynomial envelope at
 ``factor × (r_cov,i + r_cov,j)`` (covalent radii; 0.91 Å for C–C with the default 0.6), so it
 vanishes with two derivatives well inside any chemical bond.
 
+With *inner cutoffs* (the shortest distance of each species pair that the network was trained
+on, ``ModelConfig.inner_cutoffs``) it is a hand-over instead: the full ZBL energy below
+``inner - width``, switched off by a smootherstep at ``inner``, where the network takes over (the
+model freezes the network's radial input below the same window, :func:`~.cutoff.soft_floor`).
+
 Ziegler, Biersack, Littmark, *The Stopping and Range of Ions in Solids* (1985).
 """
 
-from typing import List
+from typing import List, Optional, Sequence
 
 import torch
 from ase.data import covalent_radii
 
-from .cutoff import polynomial_envelope
+from .cutoff import polynomial_envelope, smootherstep
 
 
 class ZBLRepulsion(torch.nn.Module):
@@ -24,11 +29,23 @@ class ZBLRepulsion(torch.nn.Module):
         atomic_numbers: atomic number of each species index.
         factor: switch-off distance as a fraction of the sum of covalent radii.
         p: exponent of the polynomial envelope.
+        inner: optional ``(n_species, n_species)`` inner cutoffs (Å); if given, the ZBL energy is
+            full below ``inner - width`` and switched off at ``inner`` (``factor`` and ``p`` unused).
+        width: width (Å) of that hand-over window.
     """
 
     p: int
+    handover: bool
+    width: float
 
-    def __init__(self, atomic_numbers: List[int], factor: float = 0.6, p: int = 6):
+    def __init__(
+        self,
+        atomic_numbers: List[int],
+        factor: float = 0.6,
+        p: int = 6,
+        inner: Optional[Sequence[Sequence[float]]] = None,
+        width: float = 0.1,
+    ):
         super().__init__()
         z = torch.tensor(atomic_numbers, dtype=torch.get_default_dtype())
         radii = torch.tensor([covalent_radii[n] for n in atomic_numbers], dtype=torch.get_default_dtype())
@@ -37,12 +54,21 @@ class ZBLRepulsion(torch.nn.Module):
         self.register_buffer("screening", 0.46850 / (z[:, None].pow(0.23) + z[None, :].pow(0.23)))
         self.p = int(p)
         self.factor = factor
+        self.handover = inner is not None
+        self.width = float(width)
+        n = len(atomic_numbers)
+        inner_t = torch.tensor(inner if inner is not None else [[0.0] * n] * n, dtype=torch.get_default_dtype())
+        if inner_t.shape != (n, n):
+            raise ValueError(f"inner cutoffs must be a {n}x{n} matrix, got shape {tuple(inner_t.shape)}")
+        # not a persistent buffer: it comes from the configuration, and older state dicts lack it
+        self.register_buffer("inner", inner_t, persistent=False)
 
     def forward(
         self, species: torch.Tensor, receivers: torch.Tensor, senders: torch.Tensor, lengths: torch.Tensor
     ) -> torch.Tensor:
         """Site energies ``(n_atoms,)`` from all edges (centre ``receivers``, neighbour ``senders``)."""
-        close = torch.nonzero(lengths < self.cutoff.max()).squeeze(-1)  # only very short edges matter
+        reach = self.inner.max() if self.handover else self.cutoff.max()
+        close = torch.nonzero(lengths < reach).squeeze(-1)  # only very short edges matter
         si = species.index_select(0, receivers.index_select(0, close))
         sj = species.index_select(0, senders.index_select(0, close))
         r = lengths.index_select(0, close)
@@ -54,11 +80,18 @@ class ZBLRepulsion(torch.nn.Module):
             + 0.02817 * torch.exp(-0.20162 * x)
         )
         coulomb = 14.399645  # e^2 / (4 π ε0) in eV Å
-        pair = coulomb * self.z[si] * self.z[sj] / r * phi * polynomial_envelope(r / self.cutoff[si, sj], self.p)
+        if self.handover:
+            inner = self.inner[si, sj]
+            switch = 1.0 - smootherstep((r - inner + self.width) / self.width)
+        else:
+            switch = polynomial_envelope(r / self.cutoff[si, sj], self.p)
+        pair = coulomb * self.z[si] * self.z[sj] / r * phi * switch
         out = torch.zeros(species.shape[0], dtype=lengths.dtype, device=lengths.device)
         return out.index_add(0, receivers.index_select(0, close), 0.5 * pair)  # each pair appears twice
 
     def extra_repr(self) -> str:
+        if self.handover:
+            return f"ZBL, handed over to the network at the inner cutoffs (window {self.width} Å)"
         return f"ZBL, switched off at {self.factor} x sum of covalent radii"
 
 

@@ -19,8 +19,8 @@ import torch
 import yaml
 
 from ..config import PRESETS, ModelConfig, make_config
-from ..export import export_model
-from ..model import build_model
+from ..export import export_model, read_metadata, rebuild_eager
+from ..model import build_model, with_inner_cutoffs
 from ..runtime import retain_freed_memory
 from .checkpoint import model_from_checkpoint, read_checkpoint
 from .data import (
@@ -34,7 +34,7 @@ from .data import (
 )
 from .evaluate import compute_metrics, evaluate_file, parity_plots
 from .graphs import GraphDataset
-from .stats import average_neighbours, e0s_from_isolated_atoms, fit_e0s, scale_and_shift
+from .stats import average_neighbours, e0s_from_isolated_atoms, fit_e0s, inner_cutoffs_from_data, scale_and_shift
 from .trainer import Trainer, TrainSettings, _rank
 
 log = logging.getLogger("attnmace.train")
@@ -45,6 +45,7 @@ _MODEL_FIELDS = {f.name for f in dataclasses.fields(ModelConfig)} - {
     "e0s",
     "scale",
     "shift",
+    "inner_cutoffs",  # measured on the data, like the normalisation
 }
 
 
@@ -88,6 +89,13 @@ TRAIN_OPTIONS: Dict[str, tuple] = {
     "radial_mlp": (_ints, None, "hidden sizes of the radial MLP, e.g. 64,64,64"),
     "readout_mlp": (int, None, "hidden size of the last readout"),
     "e0s": (str, "fit", "'fit' (least squares), 'isolated' (single-atom frames) or JSON {symbol: eV}"),
+    "inner_cutoffs": (
+        str,
+        "auto",
+        "below each species pair's inner cutoff the network's radial input is frozen and the ZBL "
+        "term alone repels (no energy hole below the data): 'auto' (each pair's shortest distance "
+        "in the training data), 'off', or JSON such as '{\"C-C\": 0.95}' (other pairs: auto)",
+    ),
     "max_epochs": (int, 200, "maximum number of epochs"),
     "batch_size": (int, 8, "training batch size (structures)"),
     "valid_batch_size": (int, 16, "validation batch size"),
@@ -214,6 +222,38 @@ def _e0s(option: str, frames, atomic_numbers: List[int]) -> List[float]:
     return [float(given[chemical_symbols[z]]) for z in atomic_numbers]
 
 
+def _pair_table(inner, species) -> str:
+    n = len(species)
+    return ", ".join(f"{species[a]}-{species[b]} {inner[a][b]:.2f}" for a in range(n) for b in range(a, n))
+
+
+def _inner_cutoffs(option, frames, atomic_numbers: List[int], overrides: Dict[str, Any]):
+    """``ModelConfig.inner_cutoffs`` from the ``--inner-cutoffs`` option: ``()`` for 'off'."""
+    from ase.data import chemical_symbols
+
+    if option in (None, "off", "none"):
+        return ()
+    if overrides.get("pair_repulsion") is False:
+        raise SystemExit("attnmace-train: --inner-cutoffs needs the ZBL pair repulsion; give --inner-cutoffs off")
+    given = {}
+    if option != "auto":
+        try:
+            given = json.loads(option) if isinstance(option, str) else dict(option)
+        except (ValueError, TypeError):
+            raise SystemExit(f"attnmace-train: --inner-cutoffs must be auto, off or JSON, not {option!r}") from None
+    width, factor = ModelConfig.inner_width, ModelConfig.repulsion_factor
+    reach = min(overrides["cutoffs"]) - 1e-6
+    inner = [list(row) for row in inner_cutoffs_from_data(frames, atomic_numbers, width, factor, reach)]
+    symbols = [chemical_symbols[z] for z in atomic_numbers]
+    for pair, value in given.items():
+        parts = str(pair).split("-")
+        if len(parts) != 2 or any(p not in symbols for p in parts):
+            raise SystemExit(f"attnmace-train: --inner-cutoffs pair {pair!r} is not two of {symbols} joined by '-'")
+        a, b = symbols.index(parts[0]), symbols.index(parts[1])
+        inner[a][b] = inner[b][a] = float(value)
+    return tuple(tuple(row) for row in inner)
+
+
 def build_trainer(options: Dict[str, Any]) -> Trainer:
     """Read data, compute statistics, build the model and the trainer from resolved options."""
     from ase.data import atomic_numbers as numbers_of
@@ -274,6 +314,9 @@ def build_trainer(options: Dict[str, Any]) -> Trainer:
         overrides["cutoffs"] = tuple(options["cutoffs"])
         e0s = _e0s(options["e0s"], e0_view, atomic)
         stats = scale_and_shift(train_view, atomic, e0s)
+        inner = _inner_cutoffs(options["inner_cutoffs"], train_view, atomic, overrides)
+        if inner:
+            log.info("inner cutoffs (Å): %s", _pair_table(inner, species))
         config = make_config(
             options["preset"],
             species=species,
@@ -281,6 +324,7 @@ def build_trainer(options: Dict[str, Any]) -> Trainer:
             avg_num_neighbors=tuple(average_neighbours(train_view, overrides["cutoffs"])),
             scale=stats["scale"],
             shift=stats["shift"],
+            inner_cutoffs=inner,
             **{k: v for k, v in overrides.items() if k != "cutoffs"},
             cutoffs=overrides["cutoffs"],
         )
@@ -567,15 +611,53 @@ def export_main(argv: Optional[List[str]] = None) -> int:
         prog="attnmace-export",
         description="Export the weights of a training checkpoint.pt (the EMA ones when saved) as a model "
         "file that AttnMACECalculator loads: e.g. the last epoch's, where model.pt holds the best validation "
-        "epoch's.",
+        "epoch's. The source may also be an exported model file, to change its inner cutoffs.",
     )
-    parser.add_argument("checkpoint", help="checkpoint.pt written by attnmace-train")
+    parser.add_argument("checkpoint", help="checkpoint.pt written by attnmace-train, or an exported model file")
     parser.add_argument("output", help="model file to write, e.g. last.pt")
+    parser.add_argument(
+        "--inner-cutoffs",
+        help="set the inner cutoffs below which the ZBL term alone repels: 'auto' (each pair's shortest "
+        "distance in --data), 'off', or JSON such as '{\"C-C\": 0.95}' (other pairs: auto). "
+        "Default: keep the source's",
+    )
+    parser.add_argument("--data", nargs="+", default=[], help="training data (extxyz or .h5) for --inner-cutoffs")
     args = parser.parse_args(argv)
-    model, extra = model_from_checkpoint(args.checkpoint)
+    try:
+        metadata = read_metadata(args.checkpoint)
+    except ValueError:
+        metadata = None  # not an exported model: a training checkpoint
+    if metadata is not None:
+        model, extra = rebuild_eager(args.checkpoint), dict(metadata.get("extra") or {})
+    else:
+        model, extra = model_from_checkpoint(args.checkpoint)
+    if args.inner_cutoffs is not None:
+        config = model.config
+        frames: List[Any] = []
+        for path in args.data:
+            frames.extend(_frames_for_distances(path))
+        if args.inner_cutoffs == "auto" and not frames:
+            raise SystemExit("attnmace-export: --inner-cutoffs auto measures the training data: give --data")
+        overrides = {"cutoffs": config.cutoffs, "pair_repulsion": config.pair_repulsion}
+        inner = _inner_cutoffs(args.inner_cutoffs, frames, list(config.atomic_numbers), overrides)
+        model = with_inner_cutoffs(model, config, inner)
+        extra["inner_cutoffs"] = {"option": args.inner_cutoffs, "data": [str(p) for p in args.data]}
+        print(f"inner cutoffs (Å): {_pair_table(inner, config.species) if inner else 'off'}")
     path = export_model(model, args.output, extra=extra)
-    print(f"wrote {path}: {extra['weights'].upper()} weights of epoch {extra['epoch']}")
+    if metadata is not None:
+        print(f"wrote {path}: the weights of {args.checkpoint}")
+    else:
+        print(f"wrote {path}: {extra['weights'].upper()} weights of epoch {extra['epoch']}")
     return 0
+
+
+def _frames_for_distances(path: str):
+    """Structures of ``path`` (extxyz or .h5), labels not needed."""
+    if Path(path).suffix.lower() in (".h5", ".hdf5"):
+        return load_frames(path)
+    from ase.io import read
+
+    return read(path, ":")
 
 
 def _print_metrics(metrics: Dict[str, Any]) -> None:

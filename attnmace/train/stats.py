@@ -1,8 +1,10 @@
 """Dataset statistics that set a model's normalisation before training."""
 
-from typing import Dict, List, Sequence
+import math
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
+from ase.data import covalent_radii
 
 from ..graph import neighbour_list
 
@@ -62,3 +64,45 @@ def scale_and_shift(frames, atomic_numbers: Sequence[int], e0s: Sequence[float])
         components += frame.forces.size
     scale = float(np.sqrt(squares / max(components, 1)))
     return {"shift": float(np.mean(per_atom)), "scale": scale if scale > 1e-6 else 1.0}
+
+
+def shortest_distances(frames, atomic_numbers: Sequence[int], reach: float) -> np.ndarray:
+    """The shortest distance of each species pair over ``frames``, ``(n_species, n_species)`` Å;
+    ``inf`` for a pair never closer than ``reach`` in them."""
+    index = {z: i for i, z in enumerate(atomic_numbers)}
+    n = len(atomic_numbers)
+    shortest = np.full((n, n), np.inf)
+    for f in range(len(frames)):
+        frame = frames[f]
+        edges, _, d = neighbour_list(frame.positions, frame.cell, frame.pbc, reach)
+        if d.size == 0:
+            continue
+        kind = np.array([index[int(z)] for z in frame.numbers])
+        a, b = kind[edges[0]], kind[edges[1]]
+        np.minimum.at(shortest, (a, b), d)
+    return np.minimum(shortest, shortest.T)
+
+
+def inner_cutoffs_from_data(
+    frames, atomic_numbers: Sequence[int], width: float = 0.1, repulsion_factor: float = 0.6, reach: float = 3.0
+) -> Tuple[Tuple[float, ...], ...]:
+    """Inner cutoffs (``ModelConfig.inner_cutoffs``) from the data a model is trained on.
+
+    Each pair's is its shortest distance in ``frames`` rounded down to 0.01 Å, so no trained
+    distance is touched. A pair that never comes closer than ``reach`` gets the ZBL term's own
+    switch-off distance (``repulsion_factor`` × the sum of covalent radii) plus ``width``. None is
+    below ``2 × width``.
+    """
+    shortest = shortest_distances(frames, atomic_numbers, reach)
+    n = len(atomic_numbers)
+    inner = np.zeros((n, n))
+    for a in range(n):
+        for b in range(n):
+            if np.isfinite(shortest[a, b]):
+                value = math.floor(shortest[a, b] * 100.0) / 100.0
+            else:
+                value = (
+                    repulsion_factor * (covalent_radii[atomic_numbers[a]] + covalent_radii[atomic_numbers[b]]) + width
+                )
+            inner[a, b] = round(max(value, 2.0 * width), 6)
+    return tuple(tuple(float(x) for x in row) for row in inner)

@@ -5,7 +5,8 @@
 A network fitted to bonds of 1.2-1.6 Å extrapolates below them, and a polynomial of many
 products can turn over and fall without bound (an "energy hole"): MD that reaches it collapses.
 The ZBL pair term (``pair_repulsion``) only acts below 0.6 × the sum of covalent radii (0.91 Å
-for C-C). Two probes of the model, each an energy curve scanned from long to short distances:
+for C-C), or, in a model with inner cutoffs, takes over below them. Two probes of the model,
+each an energy curve scanned from long to short distances:
 
 * **pair**: in a 64-atom diamond cell, one atom pushed along a bond towards its neighbour,
   1.545 Å down to 0.5 Å; the other atoms stay put;
@@ -22,6 +23,7 @@ import argparse
 import numpy as np
 import torch
 from ase.build import bulk
+from ase.data import atomic_numbers
 from ase.neighborlist import neighbor_list
 from graphite import write_json
 
@@ -71,12 +73,15 @@ def zbl_pair(config, distances):
     metadata's model configuration; zeros without the pair repulsion)."""
     if not config.get("pair_repulsion", False):
         return [0.0] * len(distances)
-    zbl = ZBLRepulsion([6], config["repulsion_factor"]).double()
+    numbers = [atomic_numbers[s] for s in config["species"]]
+    inner = config.get("inner_cutoffs") or None  # with inner cutoffs, the ZBL term hands over there
+    zbl = ZBLRepulsion(numbers, config["repulsion_factor"], inner=inner, width=config.get("inner_width", 0.1))
     r = torch.as_tensor(np.repeat(distances, 2), dtype=torch.float64)  # each pair appears twice
     n = len(distances)
     receivers = torch.arange(2 * n)
     senders = receivers + 1 - 2 * (receivers % 2)  # 0<->1, 2<->3, ...
-    site = zbl(torch.zeros(2 * n, dtype=torch.long), receivers, senders, r)
+    carbon = torch.full((2 * n,), config["species"].index("C"), dtype=torch.long)
+    site = zbl.double()(carbon, receivers, senders, r)
     return site.reshape(n, 2).sum(1).tolist()
 
 

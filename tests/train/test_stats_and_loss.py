@@ -165,3 +165,25 @@ def test_split_by_atoms_keeps_the_order_and_the_bound():
     assert sizes(split_by_atoms(items, 0)) == [[3, 5, 2, 9, 1, 1]]
     assert sizes(split_by_atoms(items, 1)) == [[3], [5], [2], [9], [1], [1]]
     assert split_by_atoms([], 8) == []
+
+
+def test_shortest_distances_and_inner_cutoffs_from_data():
+    from ase.neighborlist import neighbor_list
+
+    from attnmace.train.stats import inner_cutoffs_from_data, shortest_distances
+
+    atoms = bulk("C", "diamond", a=3.567, cubic=True)
+    atoms.rattle(0.1, seed=3)
+    atoms.numbers[[0, 5]] = 3
+    frame = Frame(atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc, 0.0, np.zeros((8, 3)))
+    table = shortest_distances([frame], [3, 6], 3.0)
+    i, j, d = neighbor_list("ijd", atoms, 3.0)
+    for a, za in enumerate((3, 6)):
+        for b, zb in enumerate((3, 6)):
+            pick = (atoms.numbers[i] == za) & (atoms.numbers[j] == zb)
+            assert table[a, b] == pytest.approx(d[pick].min(), abs=1e-12)
+    inner = inner_cutoffs_from_data([frame], [3, 6])
+    assert inner[1][1] == np.floor(table[1, 1] * 100) / 100 and inner[0][1] == inner[1][0]
+    # a pair the data never brings within reach: the ZBL switch-off distance plus the window
+    alone = inner_cutoffs_from_data([frame], [3, 6, 8], reach=1.7)
+    assert alone[2][2] == pytest.approx(0.6 * 2 * 0.66 + 0.1)

@@ -531,3 +531,59 @@ def test_config_type_weights_refuse_what_they_cannot_apply(tmp_path, given, mess
     options = resolve_options([*TINY, "--output-dir", str(tmp_path / "r"), "--config-type-weights", given])
     with pytest.raises(SystemExit, match=message):
         build_trainer(options)
+
+
+def test_training_sets_inner_cutoffs_from_the_shortest_training_distances(one_step_run):
+    from attnmace.train.data import split_by_config_type
+    from attnmace.train.stats import shortest_distances
+
+    config = read_checkpoint(one_step_run / "checkpoint.pt")[0]
+    frames = read_extxyz(FIXTURE, DataKeys())
+    train = [frames[i] for i in split_by_config_type(frames, 0.1, 0)["train"]]
+    shortest = shortest_distances(train, [6], 2.5)[0, 0]
+    assert config.inner_cutoffs == ((np.floor(shortest * 100) / 100,),)
+    recorded = yaml.safe_load((one_step_run / "config.yaml").read_text())
+    assert recorded["model"]["inner_cutoffs"] == [[config.inner_cutoffs[0][0]]]
+    assert "inner_cutoffs" not in recorded or recorded["inner_cutoffs"] == "auto"  # the option, not the matrix
+
+
+@pytest.mark.parametrize(
+    "option, expected",
+    [("off", ()), ('{"C-C": 0.9}', ((0.9,),))],
+)
+def test_inner_cutoffs_option(tmp_path, option, expected):
+    options = resolve_options([*TINY, "--output-dir", str(tmp_path), "--inner-cutoffs", option])
+    assert build_trainer(options).model.config.inner_cutoffs == expected
+
+
+def test_inner_cutoffs_option_names_a_bad_pair(tmp_path):
+    options = resolve_options([*TINY, "--output-dir", str(tmp_path), "--inner-cutoffs", '{"C-Li": 0.9}'])
+    with pytest.raises(SystemExit, match="'C-Li' is not two of \\['C'\\]"):
+        build_trainer(options)
+
+
+def test_export_sets_the_inner_cutoffs_of_a_model_file(tmp_path, one_step_run, capsys):
+    plain = tmp_path / "plain.pt"
+    assert export_main([str(one_step_run / "checkpoint.pt"), str(plain), "--inner-cutoffs", "off"]) == 0
+    assert read_metadata(plain)["config"]["inner_cutoffs"] == []
+    floored = tmp_path / "floored.pt"
+    assert export_main([str(plain), str(floored), "--inner-cutoffs", "auto", "--data", FIXTURE]) == 0
+    assert f"the weights of {plain}" in capsys.readouterr().out
+    metadata = read_metadata(floored)
+    shortest = min(
+        a.get_all_distances(mic=True)[np.triu_indices(len(a), 1)].min() for a in _fixture_atoms() if len(a) > 1
+    )
+    assert metadata["config"]["inner_cutoffs"] == [[np.floor(shortest * 100) / 100]]
+    assert metadata["extra"]["inner_cutoffs"] == {"option": "auto", "data": [FIXTURE]}
+    assert metadata["extra"]["epoch"] == read_metadata(plain)["extra"]["epoch"]  # the source's record stays
+    calcs = [AttnMACECalculator(p, device="cpu") for p in (plain, floored)]
+    for atoms in _fixture_atoms()[:3]:
+        energies = [c.get_potential_energy(atoms.copy()) for c in calcs]
+        assert energies[0] == pytest.approx(energies[1], abs=1e-10)
+    with pytest.raises(SystemExit, match="give --data"):
+        export_main([str(plain), str(tmp_path / "x.pt"), "--inner-cutoffs", "auto"])
+
+
+def _fixture_atoms():
+    frames = read_extxyz(FIXTURE, DataKeys())
+    return [frames[i].to_atoms() for i in range(len(frames))]
