@@ -20,6 +20,18 @@ def evaluate(model, atoms, stress=False):
     return {k: v.detach().numpy() for k, v in out.items()}
 
 
+def energy_gradcheck(model, atoms, atol=1e-6):
+    """Float64 gradcheck of the energy with respect to the positions."""
+    data = atoms_to_graph(atoms, model.config.atomic_numbers, model.r_max)
+    positions = data[keys.POSITIONS].clone().requires_grad_(True)
+    return torch.autograd.gradcheck(
+        lambda pos: model({**data, keys.POSITIONS: pos}, compute_forces=False)[keys.ENERGY],
+        (positions,),
+        eps=1e-6,
+        atol=atol,
+    )
+
+
 def rel(a, b):
     return np.abs(np.asarray(a) - np.asarray(b)).max() / max(np.abs(np.asarray(b)).max(), 1e-12)
 
@@ -215,14 +227,7 @@ def test_repulsion_forces_and_smoothness_at_short_range():
     atoms.positions[1] = atoms.positions[0] + [0.7, 0.0, 0.0]
     ref = evaluate(model, atoms)
     assert ref[keys.REPULSION_ENERGY].sum() > 1.0
-    data = atoms_to_graph(atoms, model.config.atomic_numbers, model.r_max)
-    positions = data[keys.POSITIONS].clone().requires_grad_(True)
-    assert torch.autograd.gradcheck(
-        lambda pos: model({**data, keys.POSITIONS: pos}, compute_forces=False)[keys.ENERGY],
-        (positions,),
-        eps=1e-6,
-        atol=1e-6,
-    )
+    assert energy_gradcheck(model, atoms)
     rc = 0.6 * 2 * covalent_radii[6]
     energies = []
     for r in (rc - 1e-6, rc + 1e-6):
@@ -295,14 +300,7 @@ def test_below_the_inner_cutoff_the_network_adds_no_force_along_the_pair():
     assert abs(out[keys.REPULSION_ENERGY].sum() - full) < 1e-6 * full  # float32-built constants
     atoms = dimer(0.95)  # inside the window
     atoms += Atoms("C", positions=[[0.4, 1.3, 0.2]])
-    data = atoms_to_graph(atoms, floored.config.atomic_numbers, floored.r_max)
-    positions = data[keys.POSITIONS].clone().requires_grad_(True)
-    assert torch.autograd.gradcheck(
-        lambda pos: floored({**data, keys.POSITIONS: pos}, compute_forces=False)[keys.ENERGY],
-        (positions,),
-        eps=1e-6,
-        atol=1e-6,
-    )
+    assert energy_gradcheck(floored, atoms)
 
 
 def test_inner_cutoff_errors_name_the_problem():

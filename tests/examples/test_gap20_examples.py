@@ -27,6 +27,7 @@ import compare  # noqa: E402
 import diamond_graphite  # noqa: E402
 import errors_by_width  # noqa: E402
 import graphite  # noqa: E402
+import hot_md  # noqa: E402
 import nve_amorphous  # noqa: E402
 import prepare  # noqa: E402
 import short_range  # noqa: E402
@@ -628,3 +629,37 @@ def test_average_weights_of_checkpoints_of_one_model(tmp_path):
     other = _checkpoint(tmp_path / "c.pt", tiny_model(cutoffs=(2.2, 3.5)), 6)
     with pytest.raises(SystemExit, match="c.pt holds another model"):
         average_weights.average([paths[0], other])
+
+
+def test_hot_md_names_each_kind_of_collapse():
+    first = {"energy_per_atom": -7.0, "shortest_distance": 1.3}
+    assert hot_md.collapse_reason({"energy_per_atom": -7.5, "shortest_distance": 1.1}, first, 0.8, 3.0) is None
+    assert "0.700 Å" in hot_md.collapse_reason({"energy_per_atom": -7.5, "shortest_distance": 0.7}, first, 0.8, 3.0)
+    fell = hot_md.collapse_reason({"energy_per_atom": -12.0, "shortest_distance": 1.1}, first, 0.8, 3.0)
+    assert "fell 5.00 eV/atom" in fell
+    assert hot_md.collapse_reason({"energy_per_atom": float("nan"), "shortest_distance": 1.1}, first, 0.8, 3.0)
+
+
+def test_hot_md_runs_and_stops_at_a_collapse(tmp_path, capsys):
+    from attnmace import export_model
+
+    model = export_model(tiny_model(2, cutoffs=(2.2, 3.0)), tmp_path / "tiny.pt")
+    hot_md.main(["--model", str(model), "--steps", "4", "--every", "2", "--json", str(tmp_path / "hot.json")])
+    result = json.loads((tmp_path / "hot.json").read_text())
+    assert [row["step"] for row in result["rows"]] == [0, 2, 4] and result["collapse"] is None
+    assert all(row["shortest_distance"] > 0.8 and np.isfinite(row["energy_per_atom"]) for row in result["rows"])
+    assert "no collapse in 2 fs" in capsys.readouterr().out
+    # the random start keeps pairs 1.35 Å apart: a 2 Å threshold calls that a collapse at once
+    stopped = hot_md.run(AttnMACECalculator(model), 3000.0, 2.4, 4, every=2, collapse_distance=2.0)
+    assert stopped["collapse"]["step"] == 0 and "a pair at" in stopped["collapse"]["reason"]
+
+
+def test_hot_md_knock_aims_the_energy_at_the_nearest_neighbour():
+    atoms = nve_amorphous.random_carbon(seed=1)
+    atoms.set_momenta(np.zeros((len(atoms), 3)))
+    hot_md.knock(atoms, 100.0)
+    assert atoms.get_kinetic_energy() == pytest.approx(100.0)
+    distances = atoms.get_distances(0, range(1, len(atoms)), mic=True, vector=True)
+    nearest = distances[np.argmin(np.linalg.norm(distances, axis=1))]
+    velocity = atoms.get_velocities()[0]
+    assert np.dot(velocity, nearest) / np.linalg.norm(velocity) / np.linalg.norm(nearest) == pytest.approx(1.0)
