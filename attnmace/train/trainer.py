@@ -27,6 +27,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from .. import keys
+from ..config import ModelConfig
 from ..export import export_model
 from ..model import AttnMACE, build_model, copy_weights, count_parameters
 from .checkpoint import snapshot_path
@@ -223,9 +224,11 @@ class Trainer:
         if not self.checkpoint_path.is_file():
             return False
         state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
-        saved = state["model_config"]
-        if saved != self.model.config.to_dict():
-            raise ValueError(f"{self.checkpoint_path} was written for another model configuration: {saved}")
+        saved = ModelConfig.from_dict(state["model_config"])  # fields added since take their defaults
+        if saved != self.model.config:
+            here, there = self.model.config.to_dict(), saved.to_dict()
+            differ = {k: there[k] for k in here if here[k] != there[k]}
+            raise ValueError(f"{self.checkpoint_path} was written for another model configuration: {differ}")
         self.load_state_dict(state)
         log.info("resumed from %s after epoch %d", self.checkpoint_path, self.epoch)
         return True

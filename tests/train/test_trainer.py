@@ -587,3 +587,26 @@ def test_export_sets_the_inner_cutoffs_of_a_model_file(tmp_path, one_step_run, c
 def _fixture_atoms():
     frames = read_extxyz(FIXTURE, DataKeys())
     return [frames[i].to_atoms() for i in range(len(frames))]
+
+
+def test_a_checkpoint_from_before_the_inner_cutoffs_resumes(tmp_path, one_step_run):
+    """Checkpoints written before a configuration field existed lack it: resuming fills in its
+    default instead of calling the configuration another one."""
+    import shutil
+
+    run = tmp_path / "old_run"
+    shutil.copytree(one_step_run, run)
+    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    for name in ("inner_cutoffs", "inner_width"):
+        del state["model_config"][name]
+    torch.save(state, run / "checkpoint.pt")
+    argv = [*TINY, "--output-dir", str(run), "--max-epochs", "2", "--max-steps-per-epoch", "1", "--resume"]
+    assert train_main(argv) == 0
+    config = read_checkpoint(run / "checkpoint.pt")[0]
+    assert config.inner_cutoffs == () and read_checkpoint(run / "checkpoint.pt")[2]["epoch"] == 2
+    state["model_config"]["channels"] = 8  # a real difference is still refused, by name
+    torch.save(state, run / "checkpoint.pt")
+    trainer = build_trainer(resolve_options([*TINY, "--output-dir", str(tmp_path / "other")]))
+    trainer.output_dir = run  # its model has 4 channels, the checkpoint says 8
+    with pytest.raises(ValueError, match="another model configuration: .*'channels': 8"):
+        trainer.resume()
