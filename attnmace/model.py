@@ -23,7 +23,7 @@ from .nn import (
 from .nn._irreps import natural_irreps
 from .nn.attention import max_neighbours
 from .nn.cutoff import soft_floor
-from .nn.repulsion import NoRepulsion
+from .nn.repulsion import NoRepulsion, inner_cutoff_matrix, switch_off_distances
 from .nn.tensor_product import ChannelwiseTensorProduct
 
 
@@ -111,8 +111,7 @@ class AttnMACE(torch.nn.Module):
         )
         self.inner_handover = inner is not None
         self.inner_width = config.inner_width
-        n = self.num_species
-        inner_t = torch.tensor(inner if inner is not None else [[0.0] * n] * n, dtype=torch.get_default_dtype())
+        inner_t = inner_cutoff_matrix(inner, self.num_species)
         self.register_buffer("inner_cutoffs", inner_t, persistent=False)  # from the config, not the weights
 
     def forward(
@@ -327,15 +326,13 @@ def with_inner_cutoffs(
     past its inner cutoff.
     """
     if config.pair_repulsion and inner_cutoffs and not config.inner_cutoffs:
-        from ase.data import covalent_radii
-
-        numbers = config.atomic_numbers
+        reach = switch_off_distances(config.atomic_numbers, config.repulsion_factor)
+        n = len(config.species)
         reached = [
-            f"{config.species[a]}-{config.species[b]} ({reach:.2f} Å > {inner_cutoffs[a][b]:.2f} Å)"
-            for a in range(len(numbers))
-            for b in range(a, len(numbers))
-            if (reach := config.repulsion_factor * (covalent_radii[numbers[a]] + covalent_radii[numbers[b]]))
-            > inner_cutoffs[a][b]
+            f"{config.species[a]}-{config.species[b]} ({reach[a, b]:.2f} Å > {inner_cutoffs[a][b]:.2f} Å)"
+            for a in range(n)
+            for b in range(a, n)
+            if reach[a, b] > inner_cutoffs[a][b]
         ]
         if reached:
             warnings.warn(

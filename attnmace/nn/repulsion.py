@@ -16,10 +16,26 @@ Ziegler, Biersack, Littmark, *The Stopping and Range of Ions in Solids* (1985).
 
 from typing import List, Optional, Sequence
 
+import numpy as np
 import torch
 from ase.data import covalent_radii
 
 from .cutoff import polynomial_envelope, smootherstep
+
+
+def switch_off_distances(atomic_numbers: Sequence[int], factor: float) -> np.ndarray:
+    """``factor × (r_cov,i + r_cov,j)`` for every species pair, ``(n_species, n_species)`` Å: where
+    the plain (envelope-switched) ZBL term ends."""
+    radii = covalent_radii[np.asarray(atomic_numbers, dtype=int)]
+    return factor * (radii[:, None] + radii[None, :])
+
+
+def inner_cutoff_matrix(inner: Optional[Sequence[Sequence[float]]], n: int) -> torch.Tensor:
+    """The ``(n, n)`` tensor of inner cutoffs, zeros without them (a placeholder TorchScript needs)."""
+    matrix = torch.tensor(inner if inner is not None else [[0.0] * n] * n, dtype=torch.get_default_dtype())
+    if matrix.shape != (n, n):
+        raise ValueError(f"inner cutoffs must be a {n}x{n} matrix, got shape {tuple(matrix.shape)}")
+    return matrix
 
 
 class ZBLRepulsion(torch.nn.Module):
@@ -48,20 +64,16 @@ class ZBLRepulsion(torch.nn.Module):
     ):
         super().__init__()
         z = torch.tensor(atomic_numbers, dtype=torch.get_default_dtype())
-        radii = torch.tensor([covalent_radii[n] for n in atomic_numbers], dtype=torch.get_default_dtype())
+        cutoff = torch.tensor(switch_off_distances(atomic_numbers, factor), dtype=torch.get_default_dtype())
         self.register_buffer("z", z)
-        self.register_buffer("cutoff", factor * (radii[:, None] + radii[None, :]))  # (n_species, n_species)
+        self.register_buffer("cutoff", cutoff)  # (n_species, n_species)
         self.register_buffer("screening", 0.46850 / (z[:, None].pow(0.23) + z[None, :].pow(0.23)))
         self.p = int(p)
         self.factor = factor
         self.handover = inner is not None
         self.width = float(width)
-        n = len(atomic_numbers)
-        inner_t = torch.tensor(inner if inner is not None else [[0.0] * n] * n, dtype=torch.get_default_dtype())
-        if inner_t.shape != (n, n):
-            raise ValueError(f"inner cutoffs must be a {n}x{n} matrix, got shape {tuple(inner_t.shape)}")
         # not a persistent buffer: it comes from the configuration, and older state dicts lack it
-        self.register_buffer("inner", inner_t, persistent=False)
+        self.register_buffer("inner", inner_cutoff_matrix(inner, len(atomic_numbers)), persistent=False)
 
     def forward(
         self, species: torch.Tensor, receivers: torch.Tensor, senders: torch.Tensor, lengths: torch.Tensor

@@ -227,23 +227,21 @@ def _pair_table(inner, species) -> str:
     return ", ".join(f"{species[a]}-{species[b]} {inner[a][b]:.2f}" for a in range(n) for b in range(a, n))
 
 
-def _inner_cutoffs(option, frames, atomic_numbers: List[int], overrides: Dict[str, Any]):
-    """``ModelConfig.inner_cutoffs`` from the ``--inner-cutoffs`` option: ``()`` for 'off'."""
+def _inner_cutoffs(option, frames, atomic_numbers: List[int], cutoffs, width: float, repulsion_factor: float):
+    """``ModelConfig.inner_cutoffs`` from the ``--inner-cutoffs`` option: ``()`` for 'off'. (A
+    model without the ZBL term refuses them itself, in ``ModelConfig``.)"""
     from ase.data import chemical_symbols
 
     if option in (None, "off", "none"):
         return ()
-    if overrides.get("pair_repulsion") is False:
-        raise SystemExit("attnmace-train: --inner-cutoffs needs the ZBL pair repulsion; give --inner-cutoffs off")
     given = {}
     if option != "auto":
         try:
             given = json.loads(option) if isinstance(option, str) else dict(option)
         except (ValueError, TypeError):
             raise SystemExit(f"attnmace-train: --inner-cutoffs must be auto, off or JSON, not {option!r}") from None
-    width, factor = ModelConfig.inner_width, ModelConfig.repulsion_factor
-    reach = min(overrides["cutoffs"]) - 1e-6
-    inner = [list(row) for row in inner_cutoffs_from_data(frames, atomic_numbers, width, factor, reach)]
+    reach = min(cutoffs) - 1e-6
+    inner = [list(row) for row in inner_cutoffs_from_data(frames, atomic_numbers, width, repulsion_factor, reach)]
     symbols = [chemical_symbols[z] for z in atomic_numbers]
     for pair, value in given.items():
         parts = str(pair).split("-")
@@ -314,7 +312,14 @@ def build_trainer(options: Dict[str, Any]) -> Trainer:
         overrides["cutoffs"] = tuple(options["cutoffs"])
         e0s = _e0s(options["e0s"], e0_view, atomic)
         stats = scale_and_shift(train_view, atomic, e0s)
-        inner = _inner_cutoffs(options["inner_cutoffs"], train_view, atomic, overrides)
+        inner = _inner_cutoffs(
+            options["inner_cutoffs"],
+            train_view,
+            atomic,
+            overrides["cutoffs"],
+            ModelConfig.inner_width,  # neither is a training option: the defaults
+            ModelConfig.repulsion_factor,
+        )
         if inner:
             log.info("inner cutoffs (Å): %s", _pair_table(inner, species))
         config = make_config(
@@ -638,8 +643,14 @@ def export_main(argv: Optional[List[str]] = None) -> int:
             frames.extend(_frames_for_distances(path))
         if args.inner_cutoffs == "auto" and not frames:
             raise SystemExit("attnmace-export: --inner-cutoffs auto measures the training data: give --data")
-        overrides = {"cutoffs": config.cutoffs, "pair_repulsion": config.pair_repulsion}
-        inner = _inner_cutoffs(args.inner_cutoffs, frames, list(config.atomic_numbers), overrides)
+        inner = _inner_cutoffs(
+            args.inner_cutoffs,
+            frames,
+            list(config.atomic_numbers),
+            config.cutoffs,
+            ModelConfig.inner_width,
+            ModelConfig.repulsion_factor,
+        )
         model = with_inner_cutoffs(model, config, inner)
         extra["inner_cutoffs"] = {"option": args.inner_cutoffs, "data": [str(p) for p in args.data]}
         print(f"inner cutoffs (Å): {_pair_table(inner, config.species) if inner else 'off'}")

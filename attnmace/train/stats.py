@@ -1,12 +1,11 @@
 """Dataset statistics that set a model's normalisation before training."""
 
-import math
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
-from ase.data import covalent_radii
 
 from ..graph import neighbour_list
+from ..nn.repulsion import switch_off_distances
 
 
 def fit_e0s(frames, atomic_numbers: Sequence[int]) -> List[float]:
@@ -94,15 +93,6 @@ def inner_cutoffs_from_data(
     below ``2 × width``.
     """
     shortest = shortest_distances(frames, atomic_numbers, reach)
-    n = len(atomic_numbers)
-    inner = np.zeros((n, n))
-    for a in range(n):
-        for b in range(n):
-            if np.isfinite(shortest[a, b]):
-                value = math.floor(shortest[a, b] * 100.0) / 100.0
-            else:
-                value = (
-                    repulsion_factor * (covalent_radii[atomic_numbers[a]] + covalent_radii[atomic_numbers[b]]) + width
-                )
-            inner[a, b] = round(max(value, 2.0 * width), 6)
-    return tuple(tuple(float(x) for x in row) for row in inner)
+    unseen = switch_off_distances(atomic_numbers, repulsion_factor) + width
+    inner = np.where(np.isfinite(shortest), np.floor(shortest * 100.0) / 100.0, unseen)
+    return tuple(tuple(round(float(x), 6) for x in row) for row in np.maximum(inner, 2.0 * width))
