@@ -648,8 +648,8 @@ def export_main(argv: Optional[List[str]] = None) -> int:
             frames,
             list(config.atomic_numbers),
             config.cutoffs,
-            ModelConfig.inner_width,
-            ModelConfig.repulsion_factor,
+            config.inner_width,
+            config.repulsion_factor,
         )
         model = with_inner_cutoffs(model, config, inner)
         extra["inner_cutoffs"] = {"option": args.inner_cutoffs, "data": [str(p) for p in args.data]}

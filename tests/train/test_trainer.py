@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from attnmace import AttnMACECalculator, build_model, keys, read_metadata
+from attnmace import AttnMACECalculator, build_model, export_model, keys, read_metadata
 from attnmace.config import ModelConfig
 from attnmace.graph import atoms_to_graph
 from attnmace.train.checkpoint import model_from_checkpoint, read_checkpoint
@@ -610,3 +610,16 @@ def test_a_checkpoint_from_before_the_inner_cutoffs_resumes(tmp_path, one_step_r
     trainer.output_dir = run  # its model has 4 channels, the checkpoint says 8
     with pytest.raises(ValueError, match="another model configuration: .*'channels': 8"):
         trainer.resume()
+
+
+def test_export_gives_pairs_absent_from_the_data_the_models_own_zbl_switch_off(tmp_path):
+    from ase.data import covalent_radii
+    from helpers import TINY as TINY_MODEL
+
+    model = build_model(None, species=["Li", "C"], cutoffs=(2.2, 3.0), repulsion_factor=0.8, **TINY_MODEL)
+    source = export_model(model, tmp_path / "li_c.pt")
+    with pytest.warns(UserWarning, match=r"plain ZBL term reached past the inner cutoff of C-C \(1.22 Å > 1.13 Å\)"):
+        assert export_main([str(source), str(tmp_path / "out.pt"), "--inner-cutoffs", "auto", "--data", FIXTURE]) == 0
+    inner = read_metadata(tmp_path / "out.pt")["config"]["inner_cutoffs"]  # the carbon data has no Li
+    assert inner[0][0] == pytest.approx(0.8 * 2 * covalent_radii[3] + 0.1)
+    assert inner[0][1] == inner[1][0] == pytest.approx(0.8 * (covalent_radii[3] + covalent_radii[6]) + 0.1)
