@@ -46,11 +46,12 @@ def carbon_cell(repeat: int = 2, seed: int = 0) -> Atoms:
     return atoms
 
 
-def langevin(atoms: Atoms, steps: int, temperature: float = 300.0, timestep: float = 0.5, seed: int = 0) -> None:
-    """Thermalise with Langevin dynamics (friction 0.02 / fs)."""
+def langevin_dynamics(atoms: Atoms, temperature: float = 300.0, timestep: float = 0.5, seed: int = 0) -> Langevin:
+    """Momenta drawn at ``temperature`` (no net momentum) and a Langevin integrator for them
+    (friction 0.02 / fs)."""
     thermalize_momenta(atoms, temperature_K=temperature, rng=np.random.default_rng(seed))
     Stationary(atoms)
-    dyn = Langevin(
+    return Langevin(
         atoms,
         timestep * units.fs,
         temperature_K=temperature,
@@ -58,7 +59,11 @@ def langevin(atoms: Atoms, steps: int, temperature: float = 300.0, timestep: flo
         fixcm=False,
         rng=np.random.default_rng(seed),
     )
-    dyn.run(steps)
+
+
+def langevin(atoms: Atoms, steps: int, temperature: float = 300.0, timestep: float = 0.5, seed: int = 0) -> None:
+    """Thermalise with Langevin dynamics (friction 0.02 / fs)."""
+    langevin_dynamics(atoms, temperature, timestep, seed).run(steps)
 
 
 def nve_drift(atoms: Atoms, steps: int, timestep: float = 0.5) -> dict:
