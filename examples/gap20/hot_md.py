@@ -30,17 +30,13 @@ import numpy as np
 from ase.neighborlist import neighbor_list
 
 from attnmace import AttnMACECalculator
+from attnmace.train.stats import shortest_distances
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from graphite import write_json  # noqa: E402  (this folder)
 from md_quickstart import langevin_dynamics  # noqa: E402
 from nve_amorphous import random_carbon  # noqa: E402
-
-
-def shortest_distance(atoms, reach: float = 3.0) -> float:
-    d = neighbor_list("d", atoms, reach)
-    return float(d.min()) if len(d) else math.inf
 
 
 def collapse_reason(record, first, collapse_distance: float, collapse_drop: float):
@@ -102,7 +98,7 @@ def run(
             "time_fs": timestep * step,
             "energy_per_atom": energy,
             "temperature": float(atoms.get_temperature()),
-            "shortest_distance": shortest_distance(atoms),
+            "shortest_distance": float(shortest_distances([atoms], [6], 3.0).min()),  # inf if none
             "max_force": float(np.linalg.norm(atoms.get_forces(), axis=1).max()),
         }
         rows.append(row)
