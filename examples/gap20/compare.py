@@ -47,7 +47,12 @@ def evaluate(model_file: Path, data_file: Path, dtype=torch.float32, batch_size:
 
 def budget(run_dir: Path, epochs=None):
     """Epochs, optimiser steps and wall time of a training run from its ``metrics.csv``; with
-    ``epochs``, of its first ``epochs`` epochs only."""
+    ``epochs``, of its first ``epochs`` epochs only.
+
+    A fine-tune (``init_from`` in its ``config.yaml``) started from a snapshot or checkpoint of
+    another run, whose epoch the file records: its budget adds that run's first epochs up to it, and
+    ``fine_tune`` says where it started and what the fine-tune alone took.
+    """
     with open(run_dir / "metrics.csv") as fh:
         rows = list(csv.DictReader(fh))
     if epochs is not None:
@@ -61,7 +66,7 @@ def budget(run_dir: Path, epochs=None):
         config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
     steps = int(config.get("max_steps_per_epoch") or 0) * len(rows)
     best = min(rows, key=lambda r: float(r["valid_loss"])) if rows and "valid_loss" in rows[0] else None
-    return {
+    own = {
         "epochs": len(rows),
         "best_epoch": int(best["epoch"]) if best else len(rows),
         "steps": steps,
@@ -69,6 +74,35 @@ def budget(run_dir: Path, epochs=None):
         "batch_size": config.get("batch_size"),
         "dtype": config.get("dtype"),
     }
+    start = _started_from(config.get("init_from"))
+    if start is None:
+        return own
+    base_dir, base_epoch = start
+    base = budget(base_dir, base_epoch)
+    total = {**own, **{key: base[key] + own[key] for key in ("epochs", "steps", "hours")}}
+    total["fine_tune"] = {
+        "init_from": str(config["init_from"]),
+        "from_epoch": base_epoch,
+        **{key: own[key] for key in ("epochs", "steps", "hours")},
+    }
+    return total
+
+
+def _started_from(init_from):
+    """(run folder, epoch) of the snapshot or checkpoint a fine-tune started from, or None when the
+    run is not a fine-tune or that file is not part of a run with a ``metrics.csv``."""
+    if not init_from:
+        return None
+    path = Path(init_from)
+    if not path.is_absolute() and not path.exists():
+        path = Path(__file__).parents[2] / path  # recorded relative to the repository root
+    if not path.is_file():
+        raise SystemExit(f"the fine-tune started from {init_from}, which is not there: its budget is unknown")
+    run_dir = path.parent.parent if path.parent.name == "snapshots" else path.parent
+    if not (run_dir / "metrics.csv").is_file():
+        return None
+    epoch = read_checkpoint(path)[2].get("epoch")
+    return (run_dir, int(epoch)) if epoch else None
 
 
 def model_file(run_dir: Path, last: bool = False, epoch=None) -> Path:

@@ -19,6 +19,7 @@ sys.path.insert(0, str(GAP20))  # the scripts import each other from their folde
 
 import attention_pattern  # noqa: E402
 import average_weights  # noqa: E402
+import bilayer  # noqa: E402
 import check_energies  # noqa: E402
 import check_kpoints  # noqa: E402
 import check_test_labels  # noqa: E402
@@ -663,3 +664,134 @@ def test_hot_md_knock_aims_the_energy_at_the_nearest_neighbour():
     nearest = distances[np.argmin(np.linalg.norm(distances, axis=1))]
     velocity = atoms.get_velocities()[0]
     assert np.dot(velocity, nearest) / np.linalg.norm(velocity) / np.linalg.norm(nearest) == pytest.approx(1.0)
+
+
+def _bilayer(separation, energy_per_atom, config_type="Graphite", rattle=0.0):
+    """Two flat AB-stacked graphene layers (16 atoms) ``separation`` apart in a cell 20 Å high."""
+    from ase.build import graphene as graphene_sheet
+
+    layer = graphene_sheet("C2", a=2.46, size=(2, 2, 1), vacuum=None)
+    lower, upper = layer.copy(), layer.copy()
+    upper.positions += [1.23, 0.71, separation]
+    atoms = lower + upper
+    atoms.cell[2] = [0, 0, 20.0]
+    atoms.pbc = True
+    atoms.positions += np.random.default_rng(0).normal(scale=rattle, size=atoms.positions.shape)
+    atoms.info.update(REF_energy=energy_per_atom * len(atoms), config_type=config_type)
+    atoms.arrays["REF_forces"] = np.zeros((len(atoms), 3))
+    return atoms
+
+
+def test_bilayer_scan_frames_are_two_flat_layers_of_a_graphite_type():
+    assert bilayer.layer_separation(_bilayer(3.35, -9.0)) == pytest.approx(3.35)
+    assert bilayer.is_scan_frame(_bilayer(4.5, -9.0, "Graphite_Layer_Sep"))
+    assert not bilayer.is_scan_frame(_bilayer(3.35, -9.0, "Defects"))  # another config type
+    assert not bilayer.is_scan_frame(_bilayer(3.35, -9.0, rattle=0.05))  # not flat
+    three = _bilayer(3.35, -9.0) + _bilayer(3.35, -9.0)[:8]
+    three.positions[-8:, 2] += 6.7
+    assert bilayer.layer_separation(three) is None  # three planes
+
+
+def test_bilayer_weight_file_weights_only_the_scan(tmp_path, capsys):
+    frames = [_bilayer(d, -9.0) for d in (3.0, 3.5, 4.0)] + [_bilayer(3.35, -9.0, rattle=0.05), _frame(-9.0, "A")]
+    ase.io.write(tmp_path / "train.extxyz", frames, format="extxyz")
+    bilayer.main(["weight", "10", "--split-dir", str(tmp_path)])
+    written = ase.io.read(tmp_path / "train_bilayer10.extxyz", ":")
+    assert [a.info["config_weight"] for a in written] == [10.0, 10.0, 10.0, 1.0, 1.0]
+    assert [a.info["REF_energy"] for a in written] == [a.info["REF_energy"] for a in frames]
+    assert "3 scan frames with config_weight 10" in capsys.readouterr().out
+    bilayer.main(["weight", "1", "--only", "--split-dir", str(tmp_path)])
+    alone = ase.io.read(tmp_path / "train_bilayer_only.extxyz", ":")
+    assert [bilayer.layer_separation(a) for a in alone] == pytest.approx([3.0, 3.5, 4.0])
+    ase.io.write(tmp_path / "train.extxyz", frames[3:], format="extxyz")
+    with pytest.raises(SystemExit, match="no bilayer scan frames"):
+        bilayer.main(["weight", "10", "--split-dir", str(tmp_path)])
+    with pytest.raises(SystemExit, match="finite and >= 0"):
+        bilayer.main(["weight", "-1", "--split-dir", str(tmp_path)])
+
+
+def test_bilayer_scan_compares_the_model_curve_with_the_reference(tmp_path, capsys):
+    model = tmp_path / "tiny.pt"
+    from attnmace import export_model
+
+    export_model(tiny_model(2, cutoffs=(2.2, 3.0)), str(model))
+    separations = [2.6, 3.5, 4.0, 5.0]
+    reference = [-8.99, -9.01, -9.005, -9.0]  # a minimum of -10 meV/atom at 3.5 Å
+    ase.io.write(
+        tmp_path / "train.extxyz", [_bilayer(d, e) for d, e in zip(separations[:3], reference)], format="extxyz"
+    )
+    ase.io.write(tmp_path / "valid.extxyz", [_bilayer(5.0, -9.0, "Graphite_Layer_Sep")], format="extxyz")
+    out = tmp_path / "scan.json"
+    bilayer.main(
+        [
+            "scan",
+            "--model",
+            str(model),
+            "--split-dir",
+            str(tmp_path),
+            "--json",
+            str(out),
+            "--plot",
+            str(tmp_path / "scan.png"),
+        ]
+    )
+    result = json.loads(out.read_text())
+    assert result["separation"] == pytest.approx(separations)
+    assert result["reference_mev_per_atom"] == pytest.approx([10.0, -10.0, -5.0, 0.0])
+    assert result["reference"] == {
+        "minimum_separation": pytest.approx(3.5),
+        "minimum_mev_per_atom": pytest.approx(-10.0),
+    }
+    # the tiny model's 3 Å cutoff: layers 4 and 5 Å apart do not interact, the closer ones do
+    model_curve = np.array(result["model_mev_per_atom"])
+    assert model_curve[-1] == 0.0 and model_curve[2] == pytest.approx(0.0, abs=1e-9) and model_curve[0] != 0.0
+    rms = np.sqrt(np.mean((model_curve - np.array(result["reference_mev_per_atom"])) ** 2))
+    assert result["rms_difference_mev_per_atom"] == pytest.approx(rms)
+    offset = np.array(result["model_minus_reference_mev_per_atom"])  # absolute: the tiny model is not fitted
+    assert offset - offset[-1] == pytest.approx(model_curve - np.array(result["reference_mev_per_atom"]))
+    assert (tmp_path / "scan.png").stat().st_size > 0
+    assert "reference minimum: -10.00 meV/atom at 3.50 Å" in capsys.readouterr().out
+
+
+def test_budget_of_a_fine_tune_adds_the_epochs_of_the_run_it_started_from(tmp_path):
+    base, tune = tmp_path / "base", tmp_path / "tune"
+    (base / "snapshots").mkdir(parents=True)
+    tune.mkdir()
+    rows = "".join(f"{e},360,{1.0 / e}\n" for e in range(1, 6))  # 5 epochs of 0.1 h; the base went on
+    (base / "metrics.csv").write_text("epoch,seconds,valid_loss\n" + rows)
+    (base / "config.yaml").write_text("max_steps_per_epoch: 100\nbatch_size: 4\n")
+    snapshot = _checkpoint(base / "snapshots" / "epoch_0003.pt", tiny_model(), 3)
+    (tune / "metrics.csv").write_text("epoch,seconds,valid_loss\n1,1800,2.0\n2,1800,3.0\n")
+    (tune / "config.yaml").write_text(f"max_steps_per_epoch: 50\nbatch_size: 4\ninit_from: {snapshot}\n")
+    budget = compare.budget(tune)
+    assert budget["epochs"] == 3 + 2 and budget["steps"] == 300 + 100 and budget["hours"] == pytest.approx(1.3)
+    assert budget["fine_tune"] == {
+        "init_from": str(snapshot),
+        "from_epoch": 3,
+        "epochs": 2,
+        "steps": 100,
+        "hours": pytest.approx(1.0),
+    }
+    assert budget["best_epoch"] == 1  # of the fine-tune's own epochs
+    assert compare.budget(tune, epochs=1)["epochs"] == 3 + 1
+    snapshot.unlink()
+    with pytest.raises(SystemExit, match="budget is unknown"):
+        compare.budget(tune)
+
+
+@pytest.mark.parametrize("name, weight", [("bilayer", 100.0), ("bilayer_only", 1.0)])
+def test_bilayer_recipes_start_from_a_committed_snapshot_and_read_the_files_bilayer_py_writes(name, weight):
+    """``bilayer.yaml`` (energy-weighted fine-tune) and ``bilayer_only.yaml`` (the scan alone) read
+    the training file that ``bilayer.py weight`` writes under its default name, with the keys and
+    validation file of the plateau run, from the EMA weights of one of its committed snapshots."""
+    root = Path(__file__).parents[2]
+    attention, recipe = _recipe("attention"), _recipe(name)
+    for key in ("valid_file", "energy_key", "forces_key", "species", "dtype", "seed"):
+        assert recipe[key] == attention[key]
+    written = "train_bilayer_only.extxyz" if name == "bilayer_only" else f"train_bilayer{weight:g}.extxyz"
+    assert Path(recipe["train_file"]) == Path(attention["train_file"]).parent / written
+    start = Path(recipe["init_from"])
+    assert start.parent == Path(attention["output_dir"]) / "snapshots" and (root / start).is_file()
+    assert (
+        recipe["energy_weight"] > attention["energy_weight"] and recipe["forces_weight"] == attention["forces_weight"]
+    )
