@@ -120,15 +120,14 @@ def _weight(args) -> None:
     name = "train_bilayer_only.extxyz" if args.only else f"train_bilayer{args.weight:g}.extxyz"
     output = args.output or args.split_dir / name
     frames = read(source, ":")
-    weighted = 0
-    for atoms in frames:
-        scan = is_scan_frame(atoms)
-        atoms.info["config_weight"] = float(args.weight) if scan else 1.0
-        weighted += scan
+    scan = [is_scan_frame(atoms) for atoms in frames]
+    weighted = sum(scan)
     if not weighted:
         raise SystemExit(f"bilayer.py: no bilayer scan frames in {source}")
+    for atoms, in_scan in zip(frames, scan):
+        atoms.info["config_weight"] = float(args.weight) if in_scan else 1.0
     if args.only:
-        frames = sorted((atoms for atoms in frames if is_scan_frame(atoms)), key=layer_separation)
+        frames = sorted((atoms for atoms, in_scan in zip(frames, scan) if in_scan), key=layer_separation)
     write(output, frames, format="extxyz")
     print(f"{output}: {len(frames)} frames, {weighted} scan frames with config_weight {args.weight:g}")
 
