@@ -24,6 +24,7 @@ import check_energies  # noqa: E402
 import check_kpoints  # noqa: E402
 import check_test_labels  # noqa: E402
 import check_virial  # noqa: E402
+import committee  # noqa: E402
 import compare  # noqa: E402
 import diamond_graphite  # noqa: E402
 import errors_by_width  # noqa: E402
@@ -795,3 +796,95 @@ def test_bilayer_recipes_start_from_a_committed_snapshot_and_read_the_files_bila
     assert (
         recipe["energy_weight"] > attention["energy_weight"] and recipe["forces_weight"] == attention["forces_weight"]
     )
+
+
+def test_committee_separates_the_error_two_models_share():
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(4000, 3))
+    shared = 0.3 * rng.normal(size=ref.shape)  # 300 meV/Å RMS made by both models
+    one = ref + shared + 0.4 * rng.normal(size=ref.shape)
+    two = ref + shared + 0.4 * rng.normal(size=ref.shape)
+    summary = committee.committee_summary({"one": one, "two": two, "same": one.copy()}, ref)
+    assert summary["models"]["one"]["rmse"] == pytest.approx(500, rel=0.02)
+    pair = summary["pairs"][0]
+    assert pair["models"] == ["one", "two"]
+    assert pair["shared_rmse"] == pytest.approx(300, rel=0.03)
+    assert pair["correlation"] == pytest.approx(0.09 / 0.25, abs=0.02)
+    assert pair["mean_rmse"] == pytest.approx(np.sqrt(0.09 + 0.16 / 2) * 1000, rel=0.02)
+    same = summary["pairs"][1]  # a model and its copy share all of their error
+    assert same["models"] == ["one", "same"] and same["correlation"] == pytest.approx(1.0)
+    assert same["shared_rmse"] == pytest.approx(same["mean_rmse"]) == pytest.approx(summary["models"]["one"]["rmse"])
+    assert [c["models"] for c in summary["committees"]] == [
+        ["one", "two"],
+        ["one", "same"],
+        ["two", "same"],
+        ["one", "two", "same"],
+    ]
+    with pytest.raises(SystemExit, match="at least two models"):
+        committee.committee_summary({"one": one}, ref)
+    with pytest.raises(SystemExit, match="two predicts"):
+        committee.committee_summary({"one": one, "two": two[:10]}, ref)
+
+
+def test_committee_evaluates_models_once_and_reuses_their_predictions(tmp_path, capsys, monkeypatch):
+    from attnmace import export_model
+
+    fixture = Path(__file__).parents[1] / "fixtures" / "gap20_small.extxyz"
+    data = tmp_path / "test.extxyz"
+    ase.io.write(data, [a for a in ase.io.read(fixture, ":") if len(a) > 1][:3])
+    for seed in (0, 1):
+        export_model(tiny_model(seed=seed), str(tmp_path / f"m{seed}.pt"))
+    out, kept = tmp_path / "summary.json", tmp_path / "predictions"
+    args = [f"a={tmp_path / 'm0.pt'}", f"b={tmp_path / 'm1.pt'}", "--data", str(data), "--predictions", str(kept)]
+    committee.main([*args, "--output", str(out)])
+    summary = json.loads(out.read_text())
+    assert set(summary["models"]) == {"a", "b"} and summary["pairs"][0]["models"] == ["a", "b"]
+    assert summary["models"]["a"]["file"].endswith("m0.pt") and sorted(p.name for p in kept.iterdir()) == [
+        "a.npz",
+        "b.npz",
+    ]
+    assert "best committee: a + b" in capsys.readouterr().out
+
+    def no_evaluation(*args, **kwargs):
+        raise AssertionError("evaluated again")
+
+    monkeypatch.setattr(committee, "evaluate_file", no_evaluation)
+    committee.main([*args, "--output", str(out)])  # from the kept predictions
+    assert json.loads(out.read_text()) == summary
+    labels = ase.io.read(data, "1").arrays["REF_forces"]
+    row = dict(frame=1, label_forces=labels.tolist(), gamma_forces=(0 * labels).tolist(), mesh_forces=labels.tolist())
+    (tmp_path / "frame_0001.json").write_text(json.dumps(row))
+    committee.main([*args, "--output", str(out), "--labelled", str(tmp_path)])
+    labelled = json.loads(out.read_text())["labelled"]
+    assert labelled["frames"] == [1] and labelled["against_labels"]["n_atoms"] == len(labels)
+    assert (
+        labelled["against_corrected_labels"]["models"]["a"]["rmse"] != labelled["against_labels"]["models"]["a"]["rmse"]
+    )
+    export_model(tiny_model(seed=2), str(tmp_path / "m1.pt"))  # other weights in the same file
+    with pytest.raises(AssertionError, match="evaluated again"):
+        committee.main([*args, "--output", str(out)])
+    with pytest.raises(SystemExit, match="expected name=model_file"):
+        committee.main([str(tmp_path / "m0.pt"), *args[1:]])
+
+
+def test_committee_on_the_cp2k_labelled_frames_against_corrected_labels(tmp_path):
+    rng = np.random.default_rng(1)
+    num_atoms = [3, 5, 4]
+    ref = rng.normal(size=(12, 3))
+    labelled = tmp_path / "labels"
+    labelled.mkdir()
+    sampling = rng.normal(size=(5, 3))
+    row = dict(frame=1, label_forces=ref[3:8].tolist(), gamma_forces=np.zeros((5, 3)).tolist())
+    (labelled / "frame_0001.json").write_text(json.dumps({**row, "mesh_forces": sampling.tolist()}))
+    (labelled / "summary.json").write_text("{}")  # not a frame
+    mask, corrected, frames = committee.labelled_frames(labelled, ref, num_atoms)
+    assert frames == [1] and mask.tolist() == [False] * 3 + [True] * 5 + [False] * 4
+    assert np.allclose(corrected, ref[3:8] + sampling)
+    # two models that make the sampling error and nothing else share it against the labels only
+    both = {"one": ref[mask] + sampling, "two": ref[mask] + sampling}
+    assert committee.committee_summary(both, ref[mask])["pairs"][0]["correlation"] == pytest.approx(1.0)
+    assert committee.committee_summary(both, corrected)["pairs"][0]["shared_rmse"] == pytest.approx(0.0)
+    with pytest.raises(SystemExit, match="other labels than frame 1"):
+        committee.labelled_frames(labelled, ref + 1.0, num_atoms)
+    with pytest.raises(SystemExit, match="no frame_NNNN.json"):
+        committee.labelled_frames(tmp_path, ref, num_atoms)
