@@ -21,6 +21,10 @@ same comparison runs on those frames alone, against their labels and against the
 by CP2K's Γ-point sampling error (``F_label + F_mesh − F_Γ``): how much of the shared error is the
 labels' own.
 
+With ``--by-environment`` the errors are also broken down by each atom's coordination number
+(neighbours within 1.85 Å, the first minimum of amorphous carbon's pair distribution) and by
+its cell's mass density: where the shared error lives.
+
 ``--predictions`` keeps each model's predictions (``NAME.npz``), so that a rerun with more models
 evaluates only the new ones (a model or data file whose contents changed is evaluated again).
 """
@@ -37,6 +41,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+import check_test_labels  # noqa: E402
 from compare import KEYS  # noqa: E402
 
 from attnmace.train.evaluate import evaluate_file  # noqa: E402
@@ -129,6 +134,41 @@ def labelled_frames(folder: Path, ref: np.ndarray, num_atoms) -> tuple:
     return mask, corrected[mask], frames
 
 
+#: C–C bonding distance for coordination numbers (Å), and the density bins (g/cm³)
+BOND_CUTOFF = 1.85
+DENSITY_BINS = (0.0, 2.0, 2.5, 3.0, 10.0)
+
+
+def environment_groups(frames) -> dict:
+    """Boolean masks over all atoms of ``frames``: ``"CN k"`` for atoms with k neighbours within
+    :data:`BOND_CUTOFF` (``"CN 6+"`` for six and more) and ``"density a-b"`` by the mass density
+    of each atom's cell (:data:`DENSITY_BINS`). Empty groups are left out."""
+    from ase.neighborlist import neighbor_list
+
+    coordination, density = [], []
+    for atoms in frames:
+        coordination.append(np.bincount(neighbor_list("i", atoms, BOND_CUTOFF), minlength=len(atoms)))
+        density.append(np.full(len(atoms), check_test_labels.density(atoms)))
+    coordination, density = np.concatenate(coordination), np.concatenate(density)
+    groups = {f"CN {k}": coordination == k for k in range(6)}
+    groups["CN 6+"] = coordination >= 6
+    for lo, hi in zip(DENSITY_BINS[:-1], DENSITY_BINS[1:]):
+        groups[f"density {lo:g}-{hi:g}"] = (density >= lo) & (density < hi)
+    return {name: mask for name, mask in groups.items() if mask.any()}
+
+
+def environment_summary(forces: dict, ref: np.ndarray, groups: dict) -> dict:
+    """:func:`committee_summary` within each group of atoms (models and pairs), with the RMS of the
+    labels there."""
+    out = {}
+    for name, mask in groups.items():
+        summary = committee_summary({n: f[mask] for n, f in forces.items()}, ref[mask])
+        del summary["committees"]  # the pairs tell it; all subsets of every group would be long
+        summary["label_rms"] = float(np.sqrt(np.mean(ref[mask] ** 2)) * 1000.0)
+        out[name] = summary
+    return out
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="+", help="name=model_file (exported model or checkpoint.pt)")
@@ -136,6 +176,9 @@ def main(argv=None) -> None:
     parser.add_argument("--predictions", type=Path, help="folder that keeps each model's predictions")
     parser.add_argument("--output", type=Path, help="JSON summary")
     parser.add_argument("--labelled", type=Path, help="CP2K results of check_test_labels.py label (frame_NNNN.json)")
+    parser.add_argument(
+        "--by-environment", action="store_true", help="break the errors down by coordination and density"
+    )
     parser.add_argument("--max-atoms-per-pass", type=int, default=0)
     args = parser.parse_args(argv)
     forces, epochs, ref = {}, {}, None
@@ -162,6 +205,15 @@ def main(argv=None) -> None:
         )
     best = min(summary["committees"], key=lambda c: c["rmse"])
     print(f"best committee: {' + '.join(best['models'])}, {best['rmse']:.1f}")
+    if args.by_environment:
+        groups = environment_groups(ase.io.iread(args.data))
+        summary["by_environment"] = environment_summary(forces, ref, groups)
+        a, b = list(forces)[:2]
+        print(f"group: atoms, label RMS, force RMSE of each model, shared error of {a} and {b} (meV/Å)")
+        for name, group in summary["by_environment"].items():
+            rmse = ", ".join(f"{m['rmse']:.0f}" for m in group["models"].values())
+            shared = group["pairs"][0]["shared_rmse"]
+            print(f"  {name}: {group['n_atoms']}, {group['label_rms']:.0f}, {rmse}, {shared:.0f}")
     if args.labelled:
         num_atoms = [len(atoms) for atoms in ase.io.iread(args.data)]
         mask, corrected, frames = labelled_frames(args.labelled, ref, num_atoms)

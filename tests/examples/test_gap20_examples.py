@@ -854,9 +854,11 @@ def test_committee_evaluates_models_once_and_reuses_their_predictions(tmp_path, 
     labels = ase.io.read(data, "1").arrays["REF_forces"]
     row = dict(frame=1, label_forces=labels.tolist(), gamma_forces=(0 * labels).tolist(), mesh_forces=labels.tolist())
     (tmp_path / "frame_0001.json").write_text(json.dumps(row))
-    committee.main([*args, "--output", str(out), "--labelled", str(tmp_path)])
+    committee.main([*args, "--output", str(out), "--labelled", str(tmp_path), "--by-environment"])
     labelled = json.loads(out.read_text())["labelled"]
     assert labelled["frames"] == [1] and labelled["against_labels"]["n_atoms"] == len(labels)
+    by_group = json.loads(out.read_text())["by_environment"]
+    assert sum(g["n_atoms"] for name, g in by_group.items() if name.startswith("CN")) == summary["n_atoms"]
     assert (
         labelled["against_corrected_labels"]["models"]["a"]["rmse"] != labelled["against_labels"]["models"]["a"]["rmse"]
     )
@@ -888,3 +890,19 @@ def test_committee_on_the_cp2k_labelled_frames_against_corrected_labels(tmp_path
         committee.labelled_frames(labelled, ref + 1.0, num_atoms)
     with pytest.raises(SystemExit, match="no frame_NNNN.json"):
         committee.labelled_frames(tmp_path, ref, num_atoms)
+
+
+def test_committee_breaks_the_errors_down_by_coordination_and_density():
+    diamond = bulk("C", "diamond", a=3.567)  # 2 atoms, 4 neighbours each, 3.5 g/cm³
+    dimer = Atoms("C2", positions=[[0, 0, 0], [1.3, 0, 0]], cell=np.eye(3) * 10, pbc=True)
+    groups = committee.environment_groups([diamond, dimer])
+    assert set(groups) == {"CN 1", "CN 4", "density 0-2", "density 3-10"}
+    assert groups["CN 4"].tolist() == groups["density 3-10"].tolist() == [True, True, False, False]
+    assert groups["CN 1"].tolist() == [False, False, True, True]
+    ref = np.array([[1.0, 0, 0], [-1.0, 0, 0], [0, 0.5, 0], [0, -0.5, 0]])
+    forces = {"one": ref + 0.1, "two": ref - 0.1}
+    by_group = committee.environment_summary(forces, ref, groups)
+    assert by_group["CN 4"]["n_atoms"] == 2 and by_group["CN 4"]["label_rms"] == pytest.approx(np.sqrt(1 / 3) * 1000)
+    assert by_group["CN 1"]["models"]["one"]["rmse"] == pytest.approx(100.0)
+    assert by_group["CN 1"]["pairs"][0]["correlation"] == pytest.approx(-1.0)  # opposite errors
+    assert by_group["CN 1"]["pairs"][0]["mean_rmse"] == pytest.approx(0.0)
