@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.data import chemical_symbols
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from . import keys
@@ -22,6 +23,8 @@ from .model import AttnMACE, build_model, copy_weights
 from .runtime import retain_freed_memory
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
+#: parameters fixed when a calculator is made (``AttnMACECalculator.set`` refuses to change them)
+_FIXED = ("model", "dtype", "species", "cutoffs")
 
 
 def shipped_models() -> List[str]:
@@ -127,6 +130,9 @@ class AttnMACECalculator(Calculator):
     ``forces``, and ``stress`` (3-D periodic cells only). ``results["layer_energies"]`` holds the
     per-layer energy terms ``(n_layers,)`` and ``results["atomic_layer_energies"]`` the per-atom
     ones ``(n_atoms, n_layers)``.
+
+    ``todict()`` (ASE's parameters, stored in trajectories and databases) records ``model`` (as
+    given), ``dtype``, ``species`` and ``cutoffs``; :meth:`set` cannot change them.
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
@@ -175,9 +181,28 @@ class AttnMACECalculator(Calculator):
             compile_layers(self.model, "inductor" if compile is True else str(compile))
         if low_memory:
             checkpoint_edges(self.model)
+        # what produced the results, for ASE trajectories and databases (``calc.todict()``)
+        self.parameters.update(
+            model=str(model) if isinstance(model, (str, os.PathLike)) else "AttnMACE model object",
+            dtype=dtype,
+            species=[chemical_symbols[int(z)] for z in self.metadata["atomic_numbers"]],
+            cutoffs=[float(c) for c in self.metadata.get("config", {}).get("cutoffs", [self.metadata["r_max"]])],
+        )
         self.atomic_numbers = [int(z) for z in self.metadata["atomic_numbers"]]
         self.r_max = float(self.metadata["r_max"])
         self.neighbours = NeighbourListCache(self.r_max, skin)
+
+    def set(self, **kwargs) -> dict:
+        """Parameters of ASE's ``Calculator.set``. The model, its dtype and the recorded species and
+        cutoffs are fixed when the calculator is made: changing them raises (make a new calculator);
+        setting them to their current values is allowed."""
+        fixed = {key: value for key, value in kwargs.items() if key in _FIXED and self.parameters.get(key) != value}
+        if fixed:
+            raise ValueError(
+                f"AttnMACECalculator: {', '.join(sorted(fixed))} cannot be changed with set(); "
+                "make a new calculator instead"
+            )
+        return super().set(**kwargs)
 
     def _run(
         self, atoms: Atoms, forces: bool, stress: bool, attention: bool = False

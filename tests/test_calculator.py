@@ -293,3 +293,29 @@ def test_low_memory_gives_the_same_numbers_and_keeps_less(heads, tmp_path):
         AttnMACECalculator(path, low_memory=True, compile=True)
     with pytest.raises(ValueError, match="edges_per_chunk must be >= 0"):
         checkpoint_edges(low.model, -1)
+
+
+def test_parameters_record_the_model_in_trajectories_and_databases(model_file, tmp_path):
+    import ase.db
+    from ase.io import Trajectory, read
+
+    calc = AttnMACECalculator(model_file, dtype="float32")
+    expected = {"model": str(model_file), "dtype": "float32", "species": ["C"], "cutoffs": [2.2, 3.0]}
+    assert calc.todict() == expected
+    assert AttnMACECalculator(tiny_model(2)).todict()["model"] == "AttnMACE model object"
+    atoms = diamond()
+    atoms.calc = calc
+    atoms.get_forces()
+    with Trajectory(tmp_path / "run.traj", "w") as trajectory:
+        trajectory.write(atoms)
+    assert read(tmp_path / "run.traj").calc.parameters == expected
+    with ase.db.connect(tmp_path / "runs.db") as db:
+        db.write(atoms)
+    assert ase.db.connect(tmp_path / "runs.db").get(1).calculator_parameters == expected
+    # set() keeps ASE's behaviour for the rest, but cannot swap what the calculator was made with
+    calc.set(dtype="float32")
+    assert "forces" in calc.results  # no change, no reset
+    with pytest.raises(ValueError, match="dtype cannot be changed with set"):
+        calc.set(dtype="float64")
+    with pytest.raises(ValueError, match="model cannot be changed"):
+        calc.set(model="gap20.pt")
