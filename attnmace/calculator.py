@@ -20,7 +20,7 @@ from ._version import __version__
 from .export import eager_from_scripted, load_model_with_metadata, metadata_of
 from .graph import NeighbourListCache, atoms_to_graph
 from .model import AttnMACE, build_model, copy_weights
-from .runtime import retain_freed_memory
+from .runtime import resolve_device, retain_freed_memory
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 #: parameters fixed when a calculator is made (``AttnMACECalculator.set`` refuses to change them)
@@ -153,9 +153,7 @@ class AttnMACECalculator(Calculator):
         retain_freed_memory()  # reuse the pages of one step in the next (see attnmace.runtime)
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        self.device = device = resolve_device(device)
         self.dtype = _DTYPES[dtype]
         if compile and torchscript:
             raise ValueError("compile needs the eager model: use either compile or torchscript=True")

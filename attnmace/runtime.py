@@ -1,4 +1,8 @@
-"""Process-level memory settings that make CPU training and MD faster.
+"""Process-level settings: the device to run on, and memory settings that make CPU training and MD
+faster.
+
+* :func:`resolve_device` turns a device name into a ``torch.device`` that this machine has, or
+  raises a ``ValueError`` that says what is missing (not an assertion from inside torch).
 
 Each step of force training or MD allocates edge- and neighbourhood-sized tensors of hundreds of
 MB and frees them again. glibc serves every allocation above 32 MB with a fresh ``mmap`` and
@@ -19,12 +23,42 @@ import ctypes
 import os
 import sys
 
-__all__ = ["retain_freed_memory", "thp_enabled"]
+__all__ = ["resolve_device", "retain_freed_memory", "thp_enabled"]
 
 _M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
 _M_MMAP_MAX = -4
 
 _retained = None
+
+
+def resolve_device(device=None):
+    """The ``torch.device`` for ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` or a
+    ``torch.device``); ``None`` picks CUDA when available, else the CPU.
+
+    Raises:
+        ValueError: a name torch does not know, or a device this machine lacks (CUDA or MPS not
+            available, a CUDA index beyond the GPUs present), with what there is.
+    """
+    import torch
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(
+            f"device {device!r} is not a torch device name (e.g. 'cpu', 'cuda', 'cuda:1'): {error}"
+        ) from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is built without CUDA" if torch.version.cuda is None else "no GPU is visible"
+            raise ValueError(f"device {device!r} asks for CUDA, which is not available ({why}); use device='cpu'")
+        count = torch.cuda.device_count()
+        if resolved.index is not None and resolved.index >= count:
+            raise ValueError(f"device {device!r}: this machine has {count} CUDA device(s), numbered from 0")
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} asks for Apple's MPS, which is not available here; use device='cpu'")
+    return resolved
 
 
 def retain_freed_memory() -> bool:

@@ -1,4 +1,4 @@
-"""Process-level memory settings (attnmace.runtime)."""
+"""Process-level settings (attnmace.runtime): the device, and memory."""
 
 import os
 import subprocess
@@ -34,3 +34,38 @@ def test_torch_allocations_work_after_the_switch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert float(out.stdout) == 4e7
+
+
+def test_resolve_device_names_what_is_missing():
+    import torch
+
+    from attnmace.runtime import resolve_device
+
+    assert resolve_device("cpu") == resolve_device(torch.device("cpu")) == torch.device("cpu")
+    assert resolve_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="'gpu' is not a torch device name"):
+        resolve_device("gpu")
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        with pytest.raises(ValueError, match=f"has {count} CUDA device"):
+            resolve_device(f"cuda:{count}")
+    else:
+        with pytest.raises(ValueError, match="'cuda' asks for CUDA, which is not available.*device='cpu'"):
+            resolve_device("cuda")
+    if not torch.backends.mps.is_available():
+        with pytest.raises(ValueError, match="MPS, which is not available"):
+            resolve_device("mps")
+
+
+def test_calculator_and_training_name_a_missing_device(tmp_path):
+    from helpers import tiny_model
+
+    from attnmace import AttnMACECalculator
+    from attnmace.train.cli import eval_main, resolve_options
+
+    with pytest.raises(ValueError, match="'gpu' is not a torch device name"):
+        AttnMACECalculator(tiny_model(2), device="gpu")
+    with pytest.raises(SystemExit, match="attnmace-train: --device: device 'gpu'"):
+        resolve_options(["--train-file", str(tmp_path / "train.extxyz"), "--device", "gpu"])
+    with pytest.raises(SystemExit, match="attnmace-eval: --device: device 'gpu'"):
+        eval_main(["gap20.pt", str(tmp_path / "data.extxyz"), "--device", "gpu"])

@@ -21,7 +21,7 @@ import yaml
 from ..config import PRESETS, ModelConfig, make_config
 from ..export import export_model, read_metadata, rebuild_eager
 from ..model import build_model, with_inner_cutoffs
-from ..runtime import retain_freed_memory
+from ..runtime import resolve_device, retain_freed_memory
 from .checkpoint import model_from_checkpoint, read_checkpoint
 from .data import (
     DataKeys,
@@ -203,8 +203,10 @@ def resolve_options(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         raise SystemExit("attnmace-train: --add-layer deepens the model of --init-from; give --init-from too")
     if options["train_file"] is None:
         raise SystemExit("attnmace-train: --train-file is required (flag or config file)")
-    if options["device"] is None:
-        options["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        options["device"] = str(resolve_device(options["device"]))
+    except ValueError as error:
+        raise SystemExit(f"attnmace-train: --device: {error}") from None
     return options
 
 
@@ -584,6 +586,10 @@ def eval_main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     from ..calculator import resolve_model_path
 
+    try:
+        args.device = str(resolve_device(args.device))
+    except ValueError as error:
+        raise SystemExit(f"attnmace-eval: --device: {error}") from None
     preds, config_types, _ = evaluate_file(
         resolve_model_path(args.model),
         args.data,
