@@ -780,17 +780,23 @@ def test_budget_of_a_fine_tune_adds_the_epochs_of_the_run_it_started_from(tmp_pa
         compare.budget(tune)
 
 
-@pytest.mark.parametrize("name, weight", [("bilayer", 100.0), ("bilayer_only", 1.0)])
+@pytest.mark.parametrize("name, weight", [("bilayer", 100.0), ("bilayer_only", 1.0), ("bilayer_only_cosine", 1.0)])
 def test_bilayer_recipes_start_from_a_committed_snapshot_and_read_the_files_bilayer_py_writes(name, weight):
-    """``bilayer.yaml`` (energy-weighted fine-tune) and ``bilayer_only.yaml`` (the scan alone) read
-    the training file that ``bilayer.py weight`` writes under its default name, with the keys and
-    validation file of the plateau run, from the EMA weights of one of its committed snapshots."""
+    """``bilayer.yaml`` (energy-weighted fine-tune), ``bilayer_only.yaml`` and
+    ``bilayer_only_cosine.yaml`` (the scan alone) read the training file that ``bilayer.py weight``
+    writes under its default name, with the keys of the plateau run (and its validation file, but
+    for the annealed scan-alone run, validated on the scan itself), from the EMA weights of one of
+    its committed snapshots."""
     root = Path(__file__).parents[2]
     attention, recipe = _recipe("attention"), _recipe(name)
-    for key in ("valid_file", "energy_key", "forces_key", "species", "dtype", "seed"):
+    for key in ("energy_key", "forces_key", "species", "dtype", "seed"):
         assert recipe[key] == attention[key]
-    written = "train_bilayer_only.extxyz" if name == "bilayer_only" else f"train_bilayer{weight:g}.extxyz"
+    written = f"train_bilayer{weight:g}.extxyz" if name == "bilayer" else "train_bilayer_only.extxyz"
     assert Path(recipe["train_file"]) == Path(attention["train_file"]).parent / written
+    expected_valid = recipe["train_file"] if name == "bilayer_only_cosine" else attention["valid_file"]
+    assert recipe["valid_file"] == expected_valid
+    if name == "bilayer_only_cosine":
+        assert recipe["scheduler"] == "cosine" and recipe["max_epochs"] * 6 == 300  # 23 frames, batch 4
     start = Path(recipe["init_from"])
     assert start.parent == Path(attention["output_dir"]) / "snapshots" and (root / start).is_file()
     assert (
