@@ -153,7 +153,7 @@ class AttnMACECalculator(Calculator):
         retain_freed_memory()  # reuse the pages of one step in the next (see attnmace.runtime)
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
-        self.device = device = resolve_device(device)
+        self.device = resolve_device(device)
         self.dtype = _DTYPES[dtype]
         if compile and torchscript:
             raise ValueError("compile needs the eager model: use either compile or torchscript=True")
@@ -179,14 +179,14 @@ class AttnMACECalculator(Calculator):
             compile_layers(self.model, "inductor" if compile is True else str(compile))
         if low_memory:
             checkpoint_edges(self.model)
+        self.atomic_numbers = [int(z) for z in self.metadata["atomic_numbers"]]
         # what produced the results, for ASE trajectories and databases (``calc.todict()``)
         self.parameters.update(
             model=str(model) if isinstance(model, (str, os.PathLike)) else "AttnMACE model object",
             dtype=dtype,
-            species=[chemical_symbols[int(z)] for z in self.metadata["atomic_numbers"]],
-            cutoffs=[float(c) for c in self.metadata.get("config", {}).get("cutoffs", [self.metadata["r_max"]])],
+            species=[chemical_symbols[z] for z in self.atomic_numbers],
+            cutoffs=[float(c) for c in self.metadata["config"]["cutoffs"]],
         )
-        self.atomic_numbers = [int(z) for z in self.metadata["atomic_numbers"]]
         self.r_max = float(self.metadata["r_max"])
         self.neighbours = NeighbourListCache(self.r_max, skin)
 

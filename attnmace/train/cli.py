@@ -203,11 +203,17 @@ def resolve_options(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         raise SystemExit("attnmace-train: --add-layer deepens the model of --init-from; give --init-from too")
     if options["train_file"] is None:
         raise SystemExit("attnmace-train: --train-file is required (flag or config file)")
-    try:
-        options["device"] = str(resolve_device(options["device"]))
-    except ValueError as error:
-        raise SystemExit(f"attnmace-train: --device: {error}") from None
+    options["device"] = _device_option(options["device"], "attnmace-train")
     return options
+
+
+def _device_option(device: Optional[str], command: str) -> str:
+    """``--device`` checked by :func:`~attnmace.runtime.resolve_device` (``None``: CUDA when
+    available); a device this machine lacks stops ``command`` with the reason."""
+    try:
+        return str(resolve_device(device))
+    except ValueError as error:
+        raise SystemExit(f"{command}: --device: {error}") from None
 
 
 def _e0s(option: str, frames, atomic_numbers: List[int]) -> List[float]:
@@ -586,10 +592,7 @@ def eval_main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     from ..calculator import resolve_model_path
 
-    try:
-        args.device = str(resolve_device(args.device))
-    except ValueError as error:
-        raise SystemExit(f"attnmace-eval: --device: {error}") from None
+    args.device = _device_option(args.device, "attnmace-eval")
     preds, config_types, _ = evaluate_file(
         resolve_model_path(args.model),
         args.data,

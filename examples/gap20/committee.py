@@ -205,8 +205,10 @@ def main(argv=None) -> None:
         )
     best = min(summary["committees"], key=lambda c: c["rmse"])
     print(f"best committee: {' + '.join(best['models'])}, {best['rmse']:.1f}")
+    # the frames themselves, read once, for what only they tell: coordination, density, atoms per frame
+    frames = list(ase.io.iread(args.data)) if args.by_environment or args.labelled else []
     if args.by_environment:
-        groups = environment_groups(ase.io.iread(args.data))
+        groups = environment_groups(frames)
         summary["by_environment"] = environment_summary(forces, ref, groups)
         a, b = list(forces)[:2]
         print(f"group: atoms, label RMS, force RMSE of each model, shared error of {a} and {b} (meV/Å)")
@@ -215,15 +217,16 @@ def main(argv=None) -> None:
             shared = group["pairs"][0]["shared_rmse"]
             print(f"  {name}: {group['n_atoms']}, {group['label_rms']:.0f}, {rmse}, {shared:.0f}")
     if args.labelled:
-        num_atoms = [len(atoms) for atoms in ase.io.iread(args.data)]
-        mask, corrected, frames = labelled_frames(args.labelled, ref, num_atoms)
+        mask, corrected, labelled = labelled_frames(args.labelled, ref, [len(atoms) for atoms in frames])
         subset = {name: f[mask] for name, f in forces.items()}
         summary["labelled"] = {
-            "frames": frames,
+            "frames": labelled,
             "against_labels": committee_summary(subset, ref[mask]),
             "against_corrected_labels": committee_summary(subset, corrected),
         }
-        print(f"{len(frames)} CP2K-labelled frames ({int(mask.sum())} atoms), shared error against labels / corrected:")
+        print(
+            f"{len(labelled)} CP2K-labelled frames ({int(mask.sum())} atoms), shared error against labels / corrected:"
+        )
         raw, fixed = (summary["labelled"][k]["pairs"] for k in ("against_labels", "against_corrected_labels"))
         for a, b in zip(raw, fixed):
             print(
