@@ -345,6 +345,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     for m in models:
         if m not in OURS + ("mace",):
             parser.error(f"unknown model {m!r}")
+    from attnmace.runtime import resolve_device
+
+    try:  # the workers pass --device straight to torch: name a missing GPU here, once
+        resolve_device(args.device)
+    except ValueError as error:
+        parser.error(str(error))
 
     started = dt.datetime.now()
     machine = machine_info(args.device)
