@@ -519,9 +519,23 @@ def test_recompute_compares_labels_with_other_cp2k_settings():
     assert folder.name == "pbe-d3_TZV2P-MOLOPT-GTH_2x2x2" and folder.parent.name == "recompute"
 
 
-def test_cp2k_templates_write_the_chosen_functional():
+class _NoCp2kShell:
+    """Stands in for ASE's CP2K shell, which starts the ``cp2k`` binary when the calculator is made:
+    the test checks the calculator's parameters on machines without CP2K."""
+
+    def __init__(self, command, debug):
+        self.command = command
+
+    def close(self):
+        pass
+
+
+def test_cp2k_templates_write_the_chosen_functional(monkeypatch):
     """PBE-D3(BJ) (the Li-C labels, ASE writes the functional) and optB88-vdW (the GAP-20 labels'
     functional, written whole in the template, so ASE gets xc=None)."""
+    import ase.calculators.cp2k
+
+    monkeypatch.setattr(ase.calculators.cp2k, "Cp2kShell", _NoCp2kShell)
     cp2k = check_test_labels._cp2k_setup()
     pbe = cp2k.build_template((1, 1, 1), 10)
     assert "DFTD3(BJ)" in pbe and "XC_FUNCTIONAL" not in pbe and "NON_LOCAL" not in pbe
