@@ -16,6 +16,36 @@ def snapshot_path(output_dir, epoch: int) -> Path:
     return Path(output_dir) / "snapshots" / f"epoch_{epoch:04d}.pt"
 
 
+def write_snapshot(output_dir, epoch: int, weights, ema: bool, history, settings, model_config) -> Path:
+    """Keep ``weights`` (the EMA ones when ``ema``) of ``epoch`` as ``snapshot_path(output_dir,
+    epoch)``: the checkpoint format without optimizer state, read by :func:`read_checkpoint`,
+    ``attnmace-eval``, ``attnmace-export`` and ``--init-from``."""
+    from .trainer import atomic_save  # trainer imports this module
+
+    path = snapshot_path(output_dir, epoch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "model": weights,
+        "ema": None,
+        "weights": "ema" if ema else "raw",
+        "epoch": epoch,
+        "history": history,
+        "settings": settings,
+        "model_config": model_config,
+    }
+    atomic_save(state, path)
+    return path
+
+
+def snapshot_from_checkpoint(output_dir) -> Path:
+    """The snapshot of the epoch that ``output_dir/checkpoint.pt`` holds, for a run that stopped at
+    an epoch ``--snapshot-every`` does not keep (a same-epochs comparison before the run goes on)."""
+    _, weights, state = read_checkpoint(Path(output_dir) / "checkpoint.pt")
+    keep = {key: state[key] for key in ("epoch", "history", "settings", "model_config")}
+    ema = state.get("weights", "ema" if state.get("ema") else "raw") == "ema"  # a snapshot says which
+    return write_snapshot(output_dir, weights=weights, ema=ema, **keep)
+
+
 def read_checkpoint(path) -> Tuple[ModelConfig, Dict[str, torch.Tensor], Dict[str, Any]]:
     """The model configuration, the weights (the EMA ones when saved) and the whole state of a
     training checkpoint (``checkpoint.pt``, or a snapshot of ``--snapshot-every``).

@@ -30,7 +30,7 @@ from .. import keys
 from ..config import ModelConfig
 from ..export import export_model
 from ..model import AttnMACE, build_model, copy_weights, count_parameters
-from .checkpoint import snapshot_path
+from .checkpoint import write_snapshot
 from .evaluate import compute_metrics, predict
 from .graphs import STRESS_MASK, collate_graphs, split_by_atoms
 from .loss import LossWeights, compute_loss, loss_norms
@@ -447,18 +447,15 @@ class Trainer:
         checkpoint format without optimizer state: ``attnmace-eval``, ``attnmace-export`` and
         ``--init-from`` read it like a ``checkpoint.pt``, and two runs can be compared at the same
         epoch after both have gone on."""
-        path = snapshot_path(self.output_dir, self.epoch)
-        path.parent.mkdir(exist_ok=True)
-        state = {
-            "model": self.eval_model().state_dict(),
-            "ema": None,
-            "weights": "ema" if self.ema is not None else "raw",
-            "epoch": self.epoch,
-            "history": self.history,
-            "settings": asdict(self.settings),
-            "model_config": self.model.config.to_dict(),
-        }
-        atomic_save(state, path)
+        write_snapshot(
+            self.output_dir,
+            self.epoch,
+            weights=self.eval_model().state_dict(),
+            ema=self.ema is not None,
+            history=self.history,
+            settings=asdict(self.settings),
+            model_config=self.model.config.to_dict(),
+        )
 
     def export_best(self, metrics: Dict[str, Any]) -> None:
         model = self.eval_model()

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,7 +19,7 @@ import yaml
 from attnmace import AttnMACECalculator, build_model, export_model, keys, read_metadata
 from attnmace.config import ModelConfig
 from attnmace.graph import atoms_to_graph
-from attnmace.train.checkpoint import model_from_checkpoint, read_checkpoint
+from attnmace.train.checkpoint import model_from_checkpoint, read_checkpoint, snapshot_from_checkpoint
 from attnmace.train.cli import (
     _architecture_options,
     build_trainer,
@@ -487,6 +488,16 @@ def test_snapshots_keep_the_ema_weights_of_every_nth_epoch(tmp_path):
         assert eval_main([str(out / name), FIXTURE, "--virial-key", "REF_virial", "--json", str(reports[-1])]) == 0
     first, second = (json.loads(r.read_text())["overall"] for r in reports)
     assert first == second and np.isfinite(first["forces_rmse_meV_per_A"])
+    # a stopped run's last epoch kept afterwards from its checkpoint: the snapshot the trainer writes
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(out / "checkpoint.pt", copy / "checkpoint.pt")
+    assert snapshot_from_checkpoint(copy) == copy / "snapshots" / "epoch_0004.pt"
+    kept_later = torch.load(copy / "snapshots" / "epoch_0004.pt", weights_only=False)
+    by_trainer = torch.load(out / "snapshots" / "epoch_0004.pt", weights_only=False)
+    assert kept_later.keys() == by_trainer.keys() and kept_later["weights"] == "ema" and kept_later["epoch"] == 4
+    for name, value in by_trainer["model"].items():
+        assert torch.equal(kept_later["model"][name], value), name
 
 
 @pytest.mark.parametrize("fmt", ["extxyz", "h5"])
