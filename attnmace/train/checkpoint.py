@@ -42,8 +42,13 @@ def snapshot_from_checkpoint(output_dir) -> Path:
     an epoch ``--snapshot-every`` does not keep (a same-epochs comparison before the run goes on)."""
     _, weights, state = read_checkpoint(Path(output_dir) / "checkpoint.pt")
     keep = {key: state[key] for key in ("epoch", "history", "settings", "model_config")}
-    ema = state.get("weights", "ema" if state.get("ema") else "raw") == "ema"  # a snapshot says which
-    return write_snapshot(output_dir, weights=weights, ema=ema, **keep)
+    return write_snapshot(output_dir, weights=weights, ema=weights_kind(state) == "ema", **keep)
+
+
+def weights_kind(state: Dict[str, Any]) -> str:
+    """``"ema"`` or ``"raw"``: which weights :func:`read_checkpoint` returns for ``state`` (a
+    snapshot says which; a ``checkpoint.pt`` holds the EMA ones when it has them)."""
+    return state.get("weights") or ("ema" if state.get("ema") else "raw")
 
 
 def read_checkpoint(path) -> Tuple[ModelConfig, Dict[str, torch.Tensor], Dict[str, Any]]:
@@ -84,7 +89,7 @@ def model_from_checkpoint(path) -> Tuple[AttnMACE, Dict[str, Any]]:
     history = state.get("history") or [{}]
     extra = {
         "epoch": state.get("epoch"),
-        "weights": state.get("weights") or ("ema" if state.get("ema") else "raw"),  # a snapshot says which
+        "weights": weights_kind(state),
         "valid_metrics": {k[len("valid_") :]: v for k, v in history[-1].items() if k.startswith("valid_")},
         "training": (state.get("settings") or {}).get("extra", {}),
     }
