@@ -159,8 +159,14 @@ def run_case(cmd: List[str], out: Path, log: Path, timeout: float) -> Dict[str, 
     elif status == "failed":
         tail = log.read_text().strip().splitlines()[-3:] if log.exists() else []
         result["skipped"] = f"worker failed (exit {rc}): {' | '.join(tail)}"
-    result.update({"status": status, "returncode": rc, "wall_s": wall, "log": str(log.relative_to(ROOT))})
+    result.update({"status": status, "returncode": rc, "wall_s": wall, "log": shown(log)})
     return result
+
+
+def shown(path: Path) -> str:
+    """A path relative to the repository where it lies inside it, else absolute."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
 
 
 def ms(phase: Optional[Dict[str, Any]]) -> Optional[float]:
@@ -328,6 +334,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--no-mace-setup", action="store_true", help="do not create benchmarks/.venv-mace")
     parser.add_argument("--output", default=None, help="JSON path (default benchmarks/results/<machine>-<date>.json)")
     parser.add_argument("--plot", default=str(RESULTS / "scaling.png"))
+    parser.add_argument("--scratch", default=None, help="structures and case logs (default results/cases/<time>)")
     args = parser.parse_args(argv)
 
     q = args.quick
@@ -355,7 +362,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     started = dt.datetime.now()
     machine = machine_info(args.device)
     stamp = started.strftime("%Y%m%d-%H%M%S")
-    scratch = RESULTS / "cases" / stamp
+    scratch = Path(args.scratch) if args.scratch else RESULTS / "cases" / stamp
     scratch.mkdir(parents=True, exist_ok=True)
 
     # structures, written once, read by both workers
@@ -475,10 +482,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     }
     out_json.write_text(json.dumps(payload, indent=1))
     problem = plot(cases, Path(args.plot))
-    print(
-        f"\nwrote {out_json.relative_to(ROOT) if out_json.is_relative_to(ROOT) else out_json}"
-        + (f" and {args.plot}" if not problem else f" ({problem})")
-    )
+    print(f"\nwrote {shown(out_json)}" + (f" and {args.plot}" if not problem else f" ({problem})"))
     return 0
 
 
