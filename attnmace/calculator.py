@@ -17,9 +17,11 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from . import keys
 from ._version import __version__
+from .config import ModelConfig
 from .export import eager_from_scripted, load_model_with_metadata, metadata_of
 from .graph import NeighbourListCache, atoms_to_graph
 from .model import AttnMACE, build_model, copy_weights
+from .nn.cutoff import polynomial_envelope, soft_floor
 from .runtime import resolve_device, retain_freed_memory
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -238,7 +240,10 @@ class AttnMACECalculator(Calculator):
             One dictionary per layer with ``"i"`` (centre) and ``"j"`` (neighbour) atom indices
             ``(n_edges,)``, ``"shift"`` ``(n_edges, 3)``, ``"distance"`` ``(n_edges,)`` and
             ``"weights"`` ``(n_edges, heads)``: for each centre and head the weights sum to one
-            over its neighbours within that layer's cutoff.
+            over its neighbours within that layer's cutoff; and ``"multipliers"`` ``(n_edges,
+            heads)``, the factor each edge's embedding is multiplied by,
+            ``α_ij · Σ_p u(r_ip) / u(r_ij)`` (1 for every edge when the logits of an atom are
+            equal; README, "The model").
 
         Raises:
             ValueError: the model has no attention heads.
@@ -251,19 +256,37 @@ class AttnMACECalculator(Calculator):
         data, out = self._run(atoms, forces=False, stress=False, attention=True)
         cell = data[keys.CELL][0]
         pos = data[keys.POSITIONS]
+        config = self.metadata["config"]
+        inner = torch.tensor(config["inner_cutoffs"], device=pos.device) if config.get("inner_cutoffs") else None
+        species = data[keys.SPECIES]
         layers = []
         for s in range(int(self.metadata["num_layers"])):
             sel = out["edges_" + str(s)]
             i, j = data[keys.EDGE_INDEX][:, sel]
             shift = data[keys.SHIFTS][sel]
             dist = torch.linalg.norm(pos[j] - pos[i] + shift @ cell, dim=1)
+            weights = out["attention_" + str(s)].detach()
+            net_dist = dist.detach()  # the distance the network sees: below an inner cutoff, its floor
+            if inner is not None:
+                floor = inner[species.index_select(0, i), species.index_select(0, j)]
+                net_dist = soft_floor(
+                    net_dist, floor.to(net_dist), float(config.get("inner_width", ModelConfig.inner_width))
+                )
+            u = polynomial_envelope(
+                net_dist / float(config["cutoffs"][s]), int(config.get("envelope_p", ModelConfig.envelope_p))
+            )
+            count = torch.zeros(len(atoms), dtype=u.dtype, device=u.device).index_add(0, i, u)
+            multipliers = torch.where(
+                u[:, None] > 0, weights * count.index_select(0, i)[:, None] / u.clamp_min(1e-300)[:, None], 0.0
+            )
             layers.append(
                 {
                     "i": i.cpu().numpy(),
                     "j": j.cpu().numpy(),
                     "shift": shift.cpu().numpy().astype(np.int64),
                     "distance": dist.detach().cpu().double().numpy(),
-                    "weights": out["attention_" + str(s)].detach().cpu().double().numpy(),
+                    "weights": weights.cpu().double().numpy(),
+                    "multipliers": multipliers.cpu().double().numpy(),
                 }
             )
         return layers

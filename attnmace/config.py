@@ -33,6 +33,10 @@ class ModelConfig:
         heads: attention heads (0 = plain MACE aggregation).
         attn_channels: channels per ``l`` of each head's query/key space.
         attn_max_l: maximum ``l`` of the query/key space.
+        attn_logit_cap: soft cap ``c`` of the attention logits, which enter the weights as
+            ``c·tanh(l/c)`` and so stay within ``(-c, c)``; 0 (the default): no cap. It bounds
+            how far one neighbour's weight can rise above the others' (by at most ``exp(2c)``),
+            leaves equal logits equal (so the model still reduces to MACE) and is smooth.
         num_radial: Bessel functions per edge.
         envelope_p: exponent of the polynomial cutoff envelope.
         radial_mlp: hidden sizes of the radial MLP.
@@ -60,6 +64,7 @@ class ModelConfig:
     heads: int = 4
     attn_channels: int = 8
     attn_max_l: int = 1
+    attn_logit_cap: float = 0.0
     num_radial: int = 8
     envelope_p: int = 5
     radial_mlp: Tuple[int, ...] = (64, 64, 64)
@@ -107,6 +112,9 @@ class ModelConfig:
             raise ValueError(f"e0s needs one value per species ({len(self.species)}), got {self.e0s}")
         set_("inner_cutoffs", tuple(tuple(float(x) for x in row) for row in self.inner_cutoffs))
         set_("inner_width", float(self.inner_width))
+        set_("attn_logit_cap", float(self.attn_logit_cap))
+        if not (self.attn_logit_cap >= 0 and math.isfinite(self.attn_logit_cap)):
+            raise ValueError(f"attn_logit_cap must be 0 (no cap) or a positive number, got {self.attn_logit_cap}")
         if self.inner_cutoffs:
             self._check_inner_cutoffs()
         if any(not 1 <= c <= 3 for c in self.correlation):

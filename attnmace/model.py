@@ -78,7 +78,13 @@ class AttnMACE(torch.nn.Module):
             tp = ChannelwiseTensorProduct(irreps, self.irreps_sh, product.irreps_in)
             if config.heads > 0:
                 aggregation = AttentionAggregation(
-                    tp.irreps_out, irreps, config.heads, config.attn_channels, config.attn_max_l, tp.to_e3nn
+                    tp.irreps_out,
+                    irreps,
+                    config.heads,
+                    config.attn_channels,
+                    config.attn_max_l,
+                    tp.to_e3nn,
+                    logit_cap=config.attn_logit_cap,
                 )
             else:
                 aggregation = SumAggregation(tp.irreps_out, tp.to_e3nn)
@@ -344,5 +350,21 @@ def with_inner_cutoffs(
     if width is not None:
         changes["inner_width"] = float(width)
     new_config = dataclasses.replace(config, **changes)
+    dtype = next(model.parameters()).dtype
+    return copy_weights(model, build_model(config=new_config, dtype=dtype))
+
+
+def with_logit_cap(model: torch.nn.Module, config: ModelConfig, cap: float) -> AttnMACE:
+    """A copy of ``model`` (an :class:`AttnMACE` or its TorchScript export, of configuration
+    ``config``) whose attention logits enter as ``cap·tanh(l/cap)``
+    (:attr:`~attnmace.config.ModelConfig.attn_logit_cap`); 0 removes the cap. The weights are
+    the same; predictions change only where logits are large against ``cap``.
+
+    Raises:
+        ValueError: the model has no attention heads, or ``cap`` is negative or not finite.
+    """
+    if config.heads == 0:
+        raise ValueError("this model has no attention heads (heads=0): there are no logits to cap")
+    new_config = dataclasses.replace(config, attn_logit_cap=float(cap))
     dtype = next(model.parameters()).dtype
     return copy_weights(model, build_model(config=new_config, dtype=dtype))

@@ -113,6 +113,31 @@ def test_get_attention(model_file):
     assert len(layers[1]["i"]) > len(layers[0]["i"])  # the larger cutoff sees more neighbours
 
 
+def test_attention_multipliers_are_those_the_model_applies():
+    """With equal logits every edge's multiplier is 1: so the envelope behind the returned
+    multipliers is the network's own, the inner cutoff's floor below it included."""
+    import copy
+
+    from attnmace.model import with_inner_cutoffs
+
+    model = copy.deepcopy(tiny_model())
+    model = with_inner_cutoffs(model, model.config, [[1.3]])
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.aggregation.query.weight.zero_()
+    atoms = cluster()[:5]
+    atoms.positions[1] = atoms.positions[0] + [1.22, 0.0, 0.0]  # inside the inner cutoff's window
+    layers = AttnMACECalculator(model).get_attention(atoms)
+    for layer in layers:
+        assert np.allclose(layer["multipliers"], 1.0, atol=1e-12)
+    assert min(layer["distance"].min() for layer in layers) < 1.3
+    trained = AttnMACECalculator(tiny_model()).get_attention(atoms)  # real logits: unequal multipliers
+    for layer in trained:
+        u_count = np.zeros(len(atoms))
+        np.add.at(u_count, layer["i"], layer["weights"][:, 0] / layer["multipliers"][:, 0])  # u / Σu
+        assert np.allclose(u_count, 1.0) and layer["multipliers"].std() > 1e-3
+
+
 def test_get_attention_without_heads(tmp_path):
     path = export_model(tiny_model(0), tmp_path / "plain.pt")
     with pytest.raises(ValueError, match="no attention heads"):

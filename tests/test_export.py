@@ -179,3 +179,23 @@ def test_inner_cutoffs_survive_export_and_rebuild(tmp_path):
     assert abs(energies[0] - plain) > 1e-3  # the window did act here
     removed = with_inner_cutoffs(model, model.config, ())
     assert removed.config == model.config and not removed.inner_handover
+
+
+def test_logit_cap_survives_export_and_rebuild(tmp_path):
+    from attnmace.model import with_logit_cap
+
+    model = tiny_model()
+    capped = with_logit_cap(model, model.config, 0.3)
+    path = export_model(capped, tmp_path / "capped.pt")
+    assert read_metadata(path)["config"]["attn_logit_cap"] == 0.3
+    rebuilt = rebuild_eager(path)
+    assert rebuilt.config == capped.config
+    data = atoms_to_graph(cluster()[:6], model.config.atomic_numbers, model.r_max)
+    energies = [m(dict(data), compute_forces=False)[keys.ENERGY].item() for m in (capped, load_model(path), rebuilt)]
+    assert max(energies) - min(energies) < 1e-10
+    assert abs(energies[0] - model(dict(data), compute_forces=False)[keys.ENERGY].item()) > 1e-6
+    removed = with_logit_cap(capped, capped.config, 0.0)
+    assert removed.config == model.config
+    assert removed(dict(data), compute_forces=False)[keys.ENERGY].item() == pytest.approx(
+        model(dict(data), compute_forces=False)[keys.ENERGY].item(), abs=1e-12
+    )

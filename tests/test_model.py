@@ -196,6 +196,8 @@ def test_config_errors():
         build_model("attention", species=["C"], cutoffs=(3.0, 4.0), correlation=(3, 3, 3))
     with pytest.raises(ValueError, match="cutoffs"):
         build_model("attention", species=["C"], cutoffs=(3.0, -1.0))
+    with pytest.raises(ValueError, match="attn_logit_cap must be 0 \\(no cap\\) or a positive number"):
+        build_model("attention", species=["C"], attn_logit_cap=-2.0)
 
 
 def test_plain_softmax_would_jump(monkeypatch):
@@ -346,3 +348,40 @@ def test_a_head_on_collision_through_the_hand_over_conserves_energy():
         assert errors[-1] < 2e-3  # eV, of 30 eV
         worst[dt] = max(errors)
     assert 3.0 < worst[0.02] / worst[0.01] < 5.0
+
+
+def test_logit_cap_keeps_forces_the_gradient_and_energy_smooth_at_the_cutoffs():
+    """A capped model (c = 0.3: the tiny model's logits reach past it) still has forces = -dE/dx,
+    is equivariant and is continuous as a neighbour crosses each layer's cutoff."""
+    from attnmace.model import with_logit_cap
+
+    base = tiny_model()
+    model = with_logit_cap(base, base.config, 0.3)
+    atoms = cluster()[:6]
+    assert not np.isclose(evaluate(model, atoms)[keys.ENERGY], evaluate(base, atoms)[keys.ENERGY])  # it acts
+    data = atoms_to_graph(atoms, model.config.atomic_numbers, model.r_max)
+    positions = data[keys.POSITIONS].clone().requires_grad_(True)
+
+    def energy(pos):
+        return model({**data, keys.POSITIONS: pos}, compute_forces=False)[keys.ENERGY]
+
+    assert torch.autograd.gradcheck(energy, (positions,), eps=1e-6, atol=1e-7)
+    rot = random_rotation(3)
+    turned = atoms.copy()
+    turned.positions = atoms.positions @ rot.T
+    a, b = evaluate(model, atoms), evaluate(model, turned)
+    assert np.isclose(a[keys.ENERGY], b[keys.ENERGY], rtol=1e-12, atol=1e-12)
+    assert np.allclose(a[keys.FORCES] @ rot.T, b[keys.FORCES], atol=1e-10)
+    centre = cluster()[:4]
+    centre.positions -= centre.positions[0]
+    direction = np.array([0.3, 0.5, 0.81]) / np.linalg.norm([0.3, 0.5, 0.81])
+    for cutoff in model.config.cutoffs:
+        radii, energies = cutoff + np.array([-1e-4, -1e-6, 1e-6, 1e-4]), []
+        for r in radii:
+            moved = centre + centre[:1]
+            moved.positions[-1] = direction * r  # crosses the cutoff of atom 0 among three neighbours
+            energies.append(evaluate(model, moved)[keys.ENERGY][0])
+        slope = (energies[3] - energies[0]) / (radii[3] - radii[0])
+        assert abs(energies[2] - energies[1] - slope * (radii[2] - radii[1])) < 1e-11  # no jump
+    with pytest.raises(ValueError, match="no attention heads"):
+        with_logit_cap(tiny_model(0), tiny_model(0).config, 1.0)

@@ -17,6 +17,11 @@ Two changes make the mechanism usable for molecular dynamics:
   ``α_ij,μ = u_ij exp(l_ij,μ) / Σ_p u_ip exp(l_ip,μ)``, which sum to one over each neighbourhood;
   the multiplier is ``m_ij,μ = α_ij,μ · Σ_p u_ip / u_ij``.
 
+* **Optional logit cap.** With ``logit_cap = c > 0`` the logits enter as ``c·tanh(l/c)``: smooth,
+  equal logits stay equal, and no neighbour's multiplier exceeds ``exp(2c)`` times another's.
+  Without it, an atom whose logits leave the range seen in training can put almost its whole
+  smooth neighbour count on one neighbour (multipliers of up to 25 in dense liquid carbon).
+
 The key projection is applied on the nodes: ``⟨q_i, W_K φ_ij⟩ = ⟨W_K^T q_i, φ_ij⟩``, and
 ``W_K^T`` is itself an equivariant linear map, parametrised directly. This evaluates the same
 function as Eq. (5) without a per-edge linear layer. Logits and weighted sums are batched matrix
@@ -165,6 +170,7 @@ class AttentionAggregation(DerivedBuffers):
         buckets: in eager mode, atoms are sorted by neighbour count into this many groups, each
             padded to its own largest count (1: one table padded to the batch's largest count,
             which TorchScript and ``torch.compile`` always use).
+        logit_cap: soft cap ``c`` of the logits, ``c·tanh(l/c)``; 0: none.
 
     ``irreps_out`` has ``heads × channels`` channels per path: head ``μ`` fills channels
     ``μ·channels .. (μ+1)·channels - 1``. Edges must be sorted by centre atom.
@@ -174,6 +180,7 @@ class AttentionAggregation(DerivedBuffers):
     buckets: int
     scale: float
     dim: int
+    logit_cap: float
 
     def __init__(
         self,
@@ -184,8 +191,12 @@ class AttentionAggregation(DerivedBuffers):
         attn_max_l: int = 1,
         edge_layout: Optional[torch.Tensor] = None,
         buckets: int = 4,
+        logit_cap: float = 0.0,
     ):
         super().__init__()
+        if not (logit_cap >= 0 and math.isfinite(logit_cap)):
+            raise ValueError(f"logit_cap must be 0 (no cap) or a positive number, got {logit_cap}")
+        self.logit_cap = float(logit_cap)
         self.irreps_in = o3.Irreps(irreps_edge)
         if heads < 1:
             raise ValueError(f"heads must be positive, got {heads}")
@@ -264,10 +275,16 @@ class AttentionAggregation(DerivedBuffers):
             padded = padded.view(num_nodes, width, self.dim)  # (n_atoms, K, dim)
             logits = neighbour_dot(padded, g) * self.scale  # (n_atoms, K, heads)
             logits = logits.reshape(num_nodes * width, self.heads).index_select(0, flat)  # (n_edges, heads)
-            multiplier, alpha = smooth_attention(logits, envelope, receivers, num_nodes)
+            multiplier, alpha = smooth_attention(self.capped(logits), envelope, receivers, num_nodes)
             mult = multiplier.new_zeros(num_nodes * width, self.heads).index_copy(0, flat, multiplier)
             out = neighbour_sum(mult.view(num_nodes, width, self.heads), padded)  # (n_atoms, heads, dim)
         return out.reshape(num_nodes, self.heads * self.dim).index_select(1, self.perm), alpha
+
+    def capped(self, logits: torch.Tensor) -> torch.Tensor:
+        """The logits after the soft cap, ``c·tanh(l/c)`` (unchanged without one)."""
+        if self.logit_cap > 0:
+            return self.logit_cap * torch.tanh(logits / self.logit_cap)
+        return logits
 
     @torch.jit.unused
     def _bucketed(
@@ -303,7 +320,7 @@ class AttentionAggregation(DerivedBuffers):
         queries = torch.split(g.index_select(0, order), sizes)
         logits = concat([neighbour_dot(t, q).reshape(-1, self.heads) for t, q in zip(tables, queries)], 0)
         logits = logits.index_select(0, flat) * self.scale  # (n_edges, heads)
-        multiplier, alpha = smooth_attention(logits, envelope, receivers, num_nodes)
+        multiplier, alpha = smooth_attention(self.capped(logits), envelope, receivers, num_nodes)
         mult = multiplier.new_zeros(offset, self.heads).index_copy(0, flat, multiplier)
         parts = [
             neighbour_sum(m.view(size, width, self.heads), t)
@@ -312,4 +329,5 @@ class AttentionAggregation(DerivedBuffers):
         return concat(parts, 0).index_select(0, rank), alpha
 
     def extra_repr(self) -> str:
-        return f"heads={self.heads}, qk={self.irreps_qk}"
+        cap = f", logit_cap={self.logit_cap:g}" if self.logit_cap > 0 else ""
+        return f"heads={self.heads}, qk={self.irreps_qk}{cap}"

@@ -20,7 +20,7 @@ import yaml
 
 from ..config import PRESETS, ModelConfig, make_config
 from ..export import export_model, read_metadata, rebuild_eager
-from ..model import build_model, with_inner_cutoffs
+from ..model import build_model, with_inner_cutoffs, with_logit_cap
 from ..runtime import resolve_device, retain_freed_memory
 from .checkpoint import model_from_checkpoint, read_checkpoint
 from .data import (
@@ -85,6 +85,7 @@ TRAIN_OPTIONS: Dict[str, tuple] = {
     "correlation": (_ints, None, "body order per layer (one value or comma-separated)"),
     "attn_channels": (int, None, "channels per l of the attention query/key space"),
     "attn_max_l": (int, None, "max l of the attention query/key space"),
+    "attn_logit_cap": (float, None, "soft cap c of the attention logits, c*tanh(l/c) (0: none)"),
     "num_radial": (int, None, "Bessel functions"),
     "radial_mlp": (_ints, None, "hidden sizes of the radial MLP, e.g. 64,64,64"),
     "readout_mlp": (int, None, "hidden size of the last readout"),
@@ -625,7 +626,7 @@ def export_main(argv: Optional[List[str]] = None) -> int:
         prog="attnmace-export",
         description="Export the weights of a training checkpoint.pt (the EMA ones when saved) as a model "
         "file that AttnMACECalculator loads: e.g. the last epoch's, where model.pt holds the best validation "
-        "epoch's. The source may also be an exported model file, to change its inner cutoffs.",
+        "epoch's. The source may also be an exported model file, to change its inner cutoffs or logit cap.",
     )
     parser.add_argument("checkpoint", help="checkpoint.pt written by attnmace-train, or an exported model file")
     parser.add_argument("output", help="model file to write, e.g. last.pt")
@@ -636,6 +637,12 @@ def export_main(argv: Optional[List[str]] = None) -> int:
         "Default: keep the source's",
     )
     parser.add_argument("--data", nargs="+", default=[], help="training data (extxyz or .h5) for --inner-cutoffs")
+    parser.add_argument(
+        "--logit-cap",
+        type=float,
+        help="soft cap c of the attention logits, c*tanh(l/c), 0 for none (examples/gap20/logit_cap.py "
+        "chooses it on validation data). Default: keep the source's",
+    )
     args = parser.parse_args(argv)
     try:
         metadata = read_metadata(args.checkpoint)
@@ -663,6 +670,13 @@ def export_main(argv: Optional[List[str]] = None) -> int:
         model = with_inner_cutoffs(model, config, inner)
         extra["inner_cutoffs"] = {"option": args.inner_cutoffs, "data": [str(p) for p in args.data]}
         print(f"inner cutoffs (Å): {_pair_table(inner, config.species) if inner else 'off'}")
+    if args.logit_cap is not None:
+        try:
+            model = with_logit_cap(model, model.config, args.logit_cap)
+        except ValueError as err:
+            raise SystemExit(f"attnmace-export: --logit-cap: {err}") from None
+        extra["attn_logit_cap"] = args.logit_cap
+        print(f"attention logit cap: {args.logit_cap:g}" if args.logit_cap > 0 else "attention logit cap: off")
     path = export_model(model, args.output, extra=extra)
     if metadata is not None:
         print(f"wrote {path}: the weights of {args.checkpoint}")

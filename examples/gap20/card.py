@@ -59,13 +59,20 @@ def build_card(
     checks = {key: _read(results / f"{key}.json") for key in ("graphite", "diamond_graphite", "nve")}
     correlation = config["correlation"]
     correlation = max(correlation) if isinstance(correlation, list) else correlation
+    logit_cap = float(config.get("attn_logit_cap") or 0.0)
+    capped = (
+        f"; attention logits soft-capped at {logit_cap:g} (c·tanh(l/c), set after training, chosen on the "
+        "validation split by examples/gap20/logit_cap.py)"
+        if logit_cap > 0
+        else ""
+    )
     return {
         "name": "gap20.pt",
         "status": status,
         "description": f"AttnMACE, attention preset: {config['channels']} channels, {config['heads']} heads, "
         f"L = {config['max_l']}, correlation {correlation}; {len(config['cutoffs'])} layers with "
         f"layer-dependent cutoffs {', '.join(f'{c:g}' for c in config['cutoffs'])} Å; "
-        f"{run['parameters']:,} parameters. Carbon in all its forms: crystalline, amorphous, liquid, "
+        f"{run['parameters']:,} parameters{capped}. Carbon in all its forms: crystalline, amorphous, liquid, "
         "surfaces, defects, fullerenes and nanotubes.",
         "data": {
             "source": "GAP-20 carbon database, public subset (about half of GAP-20: no Amorphous_Bulk "

@@ -6,7 +6,10 @@
 Each ``name=run_dir`` is a training output folder (``model.pt``, ``metrics.csv``; with ``--last``,
 the EMA weights of the last epoch in ``checkpoint.pt`` instead of the best-validation ``model.pt``;
 with ``--epoch N``, the EMA weights of epoch N, kept by ``--snapshot-every``, so that two runs are
-compared at the same epochs and the budget counts their first N epochs). For every model
+compared at the same epochs and the budget counts their first N epochs). ``name=file.pt`` names
+the weights directly: a ``checkpoint.pt`` or snapshot, whose run is the folder holding it, or an
+exported model file (``attnmace-export``, e.g. with ``--logit-cap``), whose run ``--run
+name=run_dir`` names; the budget is that run's up to the epoch of the weights. For every model
 this evaluates the validation split and ``gap20_amorphous_test.extxyz`` (energy and force RMSE,
 overall and per ``config_type``), reads the training budget from ``metrics.csv`` (epochs, steps,
 wall time), and writes to ``--output``:
@@ -197,9 +200,34 @@ def outlier_plot(results, path: Path) -> None:
     plt.close(fig)
 
 
+def weights_epoch(meta) -> int:
+    """The training epoch of evaluated weights: a checkpoint's, or the one an export recorded."""
+    epoch = meta.get("epoch") or (meta.get("extra") or {}).get("epoch")
+    if not epoch:
+        raise SystemExit("the model file records no training epoch: its budget is unknown")
+    return int(epoch)
+
+
+def run_of(weights: Path, named=None) -> Path:
+    """The training run a weights file comes from: ``named`` (``--run``), else the folder holding
+    it (a ``checkpoint.pt``) or the one above its ``snapshots/``."""
+    if named is not None:
+        run_dir = Path(named)
+    else:
+        run_dir = weights.parent.parent if weights.parent.name == "snapshots" else weights.parent
+    if not (run_dir / "metrics.csv").is_file():
+        raise SystemExit(
+            f"{run_dir} holds no metrics.csv, so the budget of {weights} is unknown: name its training run "
+            "with --run NAME=RUN_DIR"
+        )
+    return run_dir
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", help="name=run_dir")
+    parser.add_argument(
+        "runs", nargs="+", help="name=run_dir, or name=file.pt (a checkpoint, snapshot or exported model)"
+    )
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data/gap20"))
     parser.add_argument("--split-dir", type=Path, default=Path("runs/gap20/data"))
     parser.add_argument("--output", type=Path, default=Path("examples/gap20/results"))
@@ -220,32 +248,55 @@ def main(argv=None) -> None:
         default=0,
         help="evaluate in parts of at most this many atoms (memory: the 64-channel baseline on a 24 GB machine)",
     )
+    parser.add_argument(
+        "--run",
+        action="append",
+        default=[],
+        metavar="NAME=RUN_DIR",
+        help="the training run of a model file given as name=file.pt (its budget); needed for exported files",
+    )
     args = parser.parse_args(argv)
+    named_runs = dict(spec.partition("=")[::2] for spec in args.run)
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     results = {}
     for spec in args.runs:
-        name, _, run = spec.partition("=")
-        run_dir = Path(run)
-        weights = model_file(run_dir, args.last, args.epoch)
+        name, _, path = spec.partition("=")
+        source = Path(path)
+        if source.is_file():
+            if args.last or args.epoch is not None:
+                raise SystemExit(f"{name}={path} is a model file: --last and --epoch choose weights of run folders")
+            weights, run_dir = source, run_of(source, named_runs.get(name))  # before the minutes of evaluation
+        else:
+            weights = model_file(source, args.last, args.epoch)
         dtype, cap = getattr(torch, args.dtype), args.max_atoms_per_pass
         valid, meta = evaluate(weights, args.split_dir / "valid.extxyz", dtype, max_atoms=cap)
         test, _ = evaluate(weights, args.data_dir / "gap20_amorphous_test.extxyz", dtype, max_atoms=cap)
         config = meta["config"]
+        if source.is_file():
+            epoch = weights_epoch(meta)
+            run_budget, described = budget(run_dir, epoch), f"{weights}, epoch {epoch}"
+        else:
+            run_budget = budget(source, args.epoch)
+            described = (
+                f"{weights.name}, EMA weights of epoch {meta.get('epoch')}"
+                if args.last or args.epoch
+                else "best validation loss (model.pt)"
+            )
         results[name] = {
             "preset": "attention" if config.get("heads", 0) > 0 else "baseline",
             "parameters": int(meta.get("num_parameters") or 0),
             "config": config,
             "valid": valid,
             "test": test,
-            "budget": budget(run_dir, args.epoch),
-            "weights": f"{weights.name}, EMA weights of epoch {meta.get('epoch')}"
-            if args.last or args.epoch
-            else "best validation loss (model.pt)",
+            "budget": run_budget,
+            "weights": described,
         }
         # the model's own cutoffs: a run started with --init-from records the default cutoffs of
         # its command line in config.yaml, not the architecture it took from the checkpoint
         results[name]["budget"]["cutoffs"] = list(config["cutoffs"])
-        if args.last or args.epoch:
+        if source.is_file():
+            results[name]["budget"]["best_epoch"] = epoch
+        elif args.last or args.epoch:
             results[name]["budget"]["best_epoch"] = meta.get("epoch")
         print(
             f"{name}: valid F {valid['overall']['forces_rmse_meV_per_A']:.1f} meV/Å, "

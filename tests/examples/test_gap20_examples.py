@@ -30,6 +30,7 @@ import diamond_graphite  # noqa: E402
 import errors_by_width  # noqa: E402
 import graphite  # noqa: E402
 import hot_md  # noqa: E402
+import logit_cap  # noqa: E402
 import nve_amorphous  # noqa: E402
 import prepare  # noqa: E402
 import short_range  # noqa: E402
@@ -250,7 +251,7 @@ def test_comparison_table_and_budget(tmp_path):
 
 
 def test_compare_evaluates_best_and_last_weights_of_a_run(tmp_path):
-    from attnmace.train.cli import train_main
+    from attnmace.train.cli import export_main, train_main
 
     fixture = Path(__file__).parents[1] / "fixtures" / "gap20_small.extxyz"
     frames = [a for a in ase.io.read(fixture, ":") if len(a) > 1]
@@ -293,6 +294,23 @@ def test_compare_evaluates_best_and_last_weights_of_a_run(tmp_path):
         compare.model_file(run, epoch=3)
     with pytest.raises(SystemExit, match="trained 2 epochs, not 5"):
         compare.budget(run, 5)
+    # name=file.pt: a snapshot (its run is the folder above), and an exported file with --run
+    exported = tmp_path / "capped.pt"
+    export_main([str(run / "snapshots" / "epoch_0001.pt"), str(exported), "--logit-cap", "1.5"])
+    out = tmp_path / "files"
+    compare.main(
+        [*common[:-1], "--output", str(out), f"snap={run / 'snapshots' / 'epoch_0001.pt'}", f"capped={exported}"]
+        + ["--run", f"capped={run}"]
+    )
+    by_file = json.loads((out / "metrics.json").read_text())
+    from_run = json.loads((tmp_path / "epoch1" / "metrics.json").read_text())["attention"]
+    assert by_file["snap"]["valid"] == from_run["valid"] and by_file["snap"]["budget"] == from_run["budget"]
+    assert by_file["capped"]["budget"] == from_run["budget"] and by_file["capped"]["config"]["attn_logit_cap"] == 1.5
+    assert by_file["capped"]["weights"] == f"{exported}, epoch 1"
+    with pytest.raises(SystemExit, match="name its training run with --run"):
+        compare.main([*common[:-1], "--output", str(out), f"capped={exported}"])
+    with pytest.raises(SystemExit, match="is a model file: --last and --epoch"):
+        compare.main([*common[:-1], "--output", str(out), f"capped={exported}", "--last"])
 
     # the physics examples write their numbers, and card.py makes the model card of all of it
     results, model = tmp_path / "out1", str(run / "model.pt")
@@ -317,6 +335,11 @@ def test_compare_evaluates_best_and_last_weights_of_a_run(tmp_path):
         ["--results", str(results), "--limits", "", "--status", "preliminary: bar missed", "--output", str(card_file)]
     )
     assert json.loads(card_file.read_text())["status"] == "preliminary: bar missed"
+    assert "soft-capped" not in made["description"]
+    metrics = json.loads((results / "metrics.json").read_text())
+    metrics["attention"]["config"]["attn_logit_cap"] = 2.5
+    (results / "metrics.json").write_text(json.dumps(metrics))
+    assert "attention logits soft-capped at 2.5 (c·tanh(l/c)" in card.build_card(results, "")["description"]
 
 
 def _recipe(name):
@@ -926,3 +949,64 @@ def test_committee_breaks_the_errors_down_by_coordination_and_density():
     assert by_group["CN 1"]["models"]["one"]["rmse"] == pytest.approx(100.0)
     assert by_group["CN 1"]["pairs"][0]["correlation"] == pytest.approx(-1.0)  # opposite errors
     assert by_group["CN 1"]["pairs"][0]["mean_rmse"] == pytest.approx(0.0)
+
+
+def test_logit_cap_choice_bounds_the_harm_to_every_config_type():
+    def row(cap, overall, a, b):
+        per_type = {"A": {"forces_rmse_meV_per_A": a}, "B": {"forces_rmse_meV_per_A": b}}
+        return {"cap": cap, "valid": {"overall": {"forces_rmse_meV_per_A": overall}, "per_config_type": per_type}}
+
+    rows = [row(0.0, 900.0, 100.0, 2000.0), row(4.0, 500.0, 100.5, 900.0), row(2.0, 400.0, 103.0, 600.0)]
+    assert logit_cap.largest_rise(rows[2], rows[0]) == pytest.approx(0.03)
+    assert logit_cap.choose(rows) == 4.0  # cap 2 is lower overall but raises type A by 3 %
+    assert logit_cap.choose(rows, tolerance=0.05) == 2.0
+    assert logit_cap.choose(rows, tolerance=None) == 2.0
+    assert logit_cap.choose(rows[:1]) == 0.0
+
+
+def test_logit_cap_scan_chooses_on_validation_and_reports_the_test_set(tmp_path, capsys):
+    from attnmace import export_model
+
+    fixture = Path(__file__).parents[1] / "fixtures" / "gap20_small.extxyz"
+    frames = [a for a in ase.io.read(fixture, ":") if len(a) > 1]
+    ase.io.write(tmp_path / "valid.extxyz", frames[:5])
+    ase.io.write(tmp_path / "gap20_amorphous_test.extxyz", frames[5:9])
+    model = export_model(tiny_model(2), tmp_path / "model.pt")
+    out = tmp_path / "scan.json"
+    common = ["--split-dir", str(tmp_path), "--data-dir", str(tmp_path), "--output", str(out)]
+    logit_cap.main([str(model), "--caps", "0,1,0.05", "--test", *common])
+    result = json.loads(out.read_text())
+    rows = {row["cap"]: row for row in result["scan"]}
+    assert sorted(rows) == [0.0, 0.05, 1.0] and all(set(row) == {"cap", "valid", "test"} for row in rows.values())
+    forces = {cap: row["valid"]["overall"]["forces_rmse_meV_per_A"] for cap, row in rows.items()}
+    rises = {cap: row["valid"]["largest_type_rise_percent"] for cap, row in rows.items()}
+    eligible = {cap: f for cap, f in forces.items() if rises[cap] <= 1.0}
+    assert rises[0.0] == 0 and result["chosen"] == min(eligible, key=eligible.get)
+    assert f"chosen cap: {result['chosen']:g}" in capsys.readouterr().out
+    assert forces[0.05] != forces[0.0]  # a cap this small acts on the tiny model's logits
+    # cap 0 is the model as it is: the same errors as compare.py's evaluation of the file
+    plain, _ = compare.evaluate(model, tmp_path / "valid.extxyz")
+    assert forces[0.0] == pytest.approx(plain["overall"]["forces_rmse_meV_per_A"], abs=0.01)
+    assert rows[0.0]["test"]["overall"]["frames"] == 4
+    worst = result["worst_validation_frame"]
+    assert worst["index"] == rows[0.0]["valid"]["worst_frame"]["index"]
+    explained = worst["explained"]
+    assert [e["cap"] for e in explained] == list(dict.fromkeys([0.0, result["chosen"]]))
+    assert explained[0]["forces_rmse_meV_per_A"] == pytest.approx(
+        rows[0.0]["valid"]["worst_frame"]["forces_rmse_meV_per_A"], abs=0.2
+    )
+    errors = [w["force_error_eV_per_A"] for w in explained[0]["worst_atoms"]]
+    assert len(errors) == 3 and errors == sorted(errors, reverse=True)
+    assert all(len(w["layers"]) == 2 and w["layers"][0]["multiplier"] > 0 for w in explained[0]["worst_atoms"])
+    logit_cap.main([str(model), "--caps", "0,1", "--physics", "--fmax", "5", *common])
+    rows = json.loads(out.read_text())["scan"]
+    assert all(np.isfinite(row["physics"]["diamond_minus_graphite_meV_per_atom"]) for row in rows)
+    assert set(rows[0]["physics"]) == {
+        "diamond_minus_graphite_meV_per_atom",
+        "diamond_a",
+        "graphite_a",
+        "graphite_spacing",
+    }
+    baseline = export_model(tiny_model(0), tmp_path / "baseline.pt")
+    with pytest.raises(SystemExit, match="no attention heads"):
+        logit_cap.main([str(baseline), *common])

@@ -1,5 +1,8 @@
 """Geometric attention (Eqs. 5-6): normalisation, reduction to the plain sum, invariance."""
 
+import math
+
+import pytest
 import torch
 from e3nn import o3
 
@@ -129,3 +132,61 @@ def test_bucketed_tables_match_one_table_to_second_order():
     for buckets in (2, 4, 11, 20):
         for a, b in zip(run(buckets), one):
             torch.testing.assert_close(a, b)
+
+
+def _largest_spread(alpha, receivers, envelope, atoms=4):
+    """Per head, the largest ratio of two neighbours' ``exp(logit)`` around any atom."""
+    inside = envelope > 0
+    ratio, centre = alpha[inside] / envelope[inside, None], receivers[inside]
+    return max((ratio[centre == i].max(0).values / ratio[centre == i].min(0).values).max().item() for i in range(atoms))
+
+
+def test_logit_cap_bounds_the_multipliers_and_keeps_the_reduction_to_mace():
+    torch.manual_seed(2)
+    node, irreps_edge, plain_attn = _aggregation()
+    capped = AttentionAggregation(irreps_edge, node, 3, attn_channels=3, attn_max_l=1, logit_cap=1.0).double()
+    capped.load_state_dict(plain_attn.state_dict())
+    with torch.no_grad():  # large queries: logits far beyond the cap
+        for attn in (plain_attn, capped):
+            attn.query.weight.mul_(30.0)
+    receivers, envelope = _neighbourhoods()
+    phi = torch.randn(10, irreps_edge.dim, dtype=torch.float64)
+    h = torch.randn(5, node.dim, dtype=torch.float64)
+    _, alpha_plain = plain_attn(phi, h, receivers, envelope, 5)
+    out, alpha = capped(phi, h, receivers, envelope, 5)
+    assert _largest_spread(alpha_plain, receivers, envelope) > 1e3  # uncapped: one neighbour takes it all
+    assert _largest_spread(alpha, receivers, envelope) <= math.exp(2.0) * (1 + 1e-12)  # exp(2c), c = 1
+    # still normalised, invariant and equivariant
+    sums = torch.zeros(5, 3, dtype=torch.float64).index_add(0, receivers, alpha)
+    assert torch.allclose(sums[:4], torch.ones(4, 3, dtype=torch.float64))
+    rot = o3.rand_matrix().double()
+    out_r, alpha_r = capped(
+        phi @ irreps_edge.D_from_matrix(rot).T, h @ node.D_from_matrix(rot).T, receivers, envelope, 5
+    )
+    assert torch.allclose(alpha_r, alpha, atol=1e-12)
+    assert torch.allclose(out_r, out @ capped.irreps_out.D_from_matrix(rot).T, atol=1e-10)
+    # equal logits stay equal: with zero queries every head's sum is the plain sum
+    with torch.no_grad():
+        capped.query.weight.zero_()
+    out, _ = capped(phi, h, receivers, envelope, 5)
+    plain, _ = SumAggregation(irreps_edge)(phi, h, receivers, envelope, 5)
+    heads = out.view(5, -1)
+    start = 0
+    for mul, ir in irreps_edge:
+        block = heads[:, 3 * start : 3 * (start + mul * ir.dim)].reshape(5, 3, mul * ir.dim)
+        assert torch.allclose(block, plain[:, None, start : start + mul * ir.dim].expand(5, 3, -1), atol=1e-12)
+        start += mul * ir.dim
+
+
+def test_logit_cap_zero_changes_nothing_and_bad_caps_are_refused():
+    torch.manual_seed(3)
+    node, irreps_edge, attn = _aggregation()
+    off = AttentionAggregation(irreps_edge, node, 3, attn_channels=3, attn_max_l=1, logit_cap=0.0).double()
+    off.load_state_dict(attn.state_dict())
+    receivers, envelope = _neighbourhoods()
+    phi = torch.randn(10, irreps_edge.dim, dtype=torch.float64)
+    h = torch.randn(5, node.dim, dtype=torch.float64)
+    assert torch.equal(attn(phi, h, receivers, envelope, 5)[0], off(phi, h, receivers, envelope, 5)[0])
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="logit_cap must be 0 \\(no cap\\) or a positive number"):
+            AttentionAggregation(irreps_edge, node, 3, logit_cap=bad)

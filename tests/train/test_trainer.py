@@ -595,6 +595,25 @@ def test_export_sets_the_inner_cutoffs_of_a_model_file(tmp_path, one_step_run, c
         export_main([str(plain), str(tmp_path / "x.pt"), "--inner-cutoffs", "auto"])
 
 
+def test_export_sets_the_logit_cap_and_training_takes_it(tmp_path, one_step_run, capsys):
+    plain = tmp_path / "plain.pt"
+    assert export_main([str(one_step_run / "checkpoint.pt"), str(plain)]) == 0
+    capped = tmp_path / "capped.pt"
+    assert export_main([str(plain), str(capped), "--logit-cap", "0.01"]) == 0
+    assert "attention logit cap: 0.01" in capsys.readouterr().out
+    metadata = read_metadata(capped)
+    assert metadata["config"]["attn_logit_cap"] == 0.01 and metadata["extra"]["attn_logit_cap"] == 0.01
+    assert read_metadata(plain)["config"]["attn_logit_cap"] == 0.0
+    calcs = [AttnMACECalculator(p, device="cpu") for p in (plain, capped)]
+    atoms = _fixture_atoms()[0]
+    energies = [c.get_potential_energy(atoms.copy()) for c in calcs]
+    assert energies[0] != pytest.approx(energies[1], abs=1e-9)  # a cap this small acts
+    with pytest.raises(SystemExit, match="logit_cap must be 0"):
+        export_main([str(plain), str(tmp_path / "x.pt"), "--logit-cap", "-1"])
+    trainer = build_trainer(resolve_options([*TINY, "--output-dir", str(tmp_path / "run"), "--attn-logit-cap", "2.5"]))
+    assert trainer.model.config.attn_logit_cap == 2.5
+
+
 def _fixture_atoms():
     frames = read_extxyz(FIXTURE, DataKeys())
     return [frames[i].to_atoms() for i in range(len(frames))]
@@ -608,7 +627,7 @@ def test_a_checkpoint_from_before_the_inner_cutoffs_resumes(tmp_path, one_step_r
     run = tmp_path / "old_run"
     shutil.copytree(one_step_run, run)
     state = torch.load(run / "checkpoint.pt", weights_only=False)
-    for name in ("inner_cutoffs", "inner_width"):
+    for name in ("inner_cutoffs", "inner_width", "attn_logit_cap"):
         del state["model_config"][name]
     torch.save(state, run / "checkpoint.pt")
     argv = [*TINY, "--output-dir", str(run), "--max-epochs", "2", "--max-steps-per-epoch", "1", "--resume"]
