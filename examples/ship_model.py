@@ -19,8 +19,7 @@ import ase.io
 import numpy as np
 
 from attnmace import AttnMACECalculator, export_model
-from attnmace.export import read_metadata, rebuild_eager
-from attnmace.train.checkpoint import model_from_checkpoint
+from attnmace.train.checkpoint import eager_model
 
 
 def reference_values(model_file: Path, fixture: Path, frames):
@@ -51,11 +50,7 @@ def main(argv=None) -> None:
     parser.add_argument("--fixture", type=Path, required=True, help="extxyz with a few frames shipped in tests/")
     parser.add_argument("--frames", default="0,1,2")
     args = parser.parse_args(argv)
-    try:
-        model = rebuild_eager(args.trained)
-        extra = dict(read_metadata(args.trained).get("extra", {}))
-    except ValueError:  # a training checkpoint.pt: its EMA weights
-        model, extra = model_from_checkpoint(args.trained)
+    model, extra = eager_model(args.trained)  # a training checkpoint.pt: its EMA weights
     if args.card:
         extra["card"] = json.loads(args.card.read_text())
     export_model(model, args.output, extra=extra)

@@ -94,3 +94,15 @@ def model_from_checkpoint(path) -> Tuple[AttnMACE, Dict[str, Any]]:
         "training": (state.get("settings") or {}).get("extra", {}),
     }
     return model.eval(), extra
+
+
+def eager_model(path) -> Tuple[AttnMACE, Dict[str, Any]]:
+    """An eager model and the ``extra`` metadata of an exported model file, or of a training
+    checkpoint (its EMA weights when saved; :func:`model_from_checkpoint`)."""
+    from ..export import read_metadata, rebuild_eager
+
+    try:
+        metadata = read_metadata(path)
+    except ValueError:  # not an exported model: a training checkpoint
+        return model_from_checkpoint(path)
+    return rebuild_eager(path), dict(metadata.get("extra") or {})

@@ -71,11 +71,19 @@ def evaluate_file(
     """
     module, meta = load_for_evaluation(model_path, device)
     module = module.to(dtype)
-    frames = load_frames(str(data_path), data_keys)
-    check_species(frames, meta["atomic_numbers"], str(data_path))
-    dataset = GraphDataset(frames, meta["atomic_numbers"], meta["r_max"], dtype, cache=False, source=str(data_path))
+    dataset, config_types = labelled_graphs(data_path, data_keys, meta["atomic_numbers"], meta["r_max"], dtype)
     preds = predict(module, dataset, batch_size, device, max_atoms)
-    return preds, [frames[i].config_type for i in range(len(frames))], meta
+    return preds, config_types, meta
+
+
+def labelled_graphs(data_path, data_keys: DataKeys, atomic_numbers, r_max: float, dtype, cache: bool = False):
+    """The frames of a data file as a model's graphs (a :class:`GraphDataset`; ``cache`` keeps
+    them for repeated passes) and each frame's ``config_type``. Raises ``ValueError`` if the data
+    hold elements the model does not know."""
+    frames = load_frames(str(data_path), data_keys)
+    check_species(frames, list(atomic_numbers), str(data_path))
+    dataset = GraphDataset(frames, list(atomic_numbers), r_max, dtype, cache=cache, source=str(data_path))
+    return dataset, [frames[i].config_type for i in range(len(frames))]
 
 
 def load_for_evaluation(path, device: str = "cpu") -> Tuple[torch.nn.Module, Dict]:

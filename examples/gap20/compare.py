@@ -91,6 +91,12 @@ def budget(run_dir: Path, epochs=None):
     return total
 
 
+def _run_folder(weights: Path) -> Path:
+    """The run folder of a weights file: the one holding it (a ``checkpoint.pt``) or the one
+    above its ``snapshots/``."""
+    return weights.parent.parent if weights.parent.name == "snapshots" else weights.parent
+
+
 def _started_from(init_from):
     """(run folder, epoch) of the snapshot or checkpoint a fine-tune started from, or None when the
     run is not a fine-tune or that file is not part of a run with a ``metrics.csv``."""
@@ -101,7 +107,7 @@ def _started_from(init_from):
         path = Path(__file__).parents[2] / path  # recorded relative to the repository root
     if not path.is_file():
         raise SystemExit(f"the fine-tune started from {init_from}, which is not there: its budget is unknown")
-    run_dir = path.parent.parent if path.parent.name == "snapshots" else path.parent
+    run_dir = _run_folder(path)
     if not (run_dir / "metrics.csv").is_file():
         return None
     epoch = read_checkpoint(path)[2].get("epoch")
@@ -209,12 +215,8 @@ def weights_epoch(meta) -> int:
 
 
 def run_of(weights: Path, named=None) -> Path:
-    """The training run a weights file comes from: ``named`` (``--run``), else the folder holding
-    it (a ``checkpoint.pt``) or the one above its ``snapshots/``."""
-    if named is not None:
-        run_dir = Path(named)
-    else:
-        run_dir = weights.parent.parent if weights.parent.name == "snapshots" else weights.parent
+    """The training run a weights file comes from: ``named`` (``--run``), else its run folder."""
+    run_dir = Path(named) if named is not None else _run_folder(weights)
     if not (run_dir / "metrics.csv").is_file():
         raise SystemExit(
             f"{run_dir} holds no metrics.csv, so the budget of {weights} is unknown: name its training run "

@@ -38,31 +38,16 @@ from compare import KEYS
 from diamond_graphite import energy_difference
 
 from attnmace import AttnMACECalculator
-from attnmace.export import read_metadata, rebuild_eager
 from attnmace.model import with_logit_cap
-from attnmace.train.checkpoint import model_from_checkpoint
-from attnmace.train.data import check_species, load_frames
-from attnmace.train.evaluate import compute_metrics, predict
-from attnmace.train.graphs import GraphDataset
+from attnmace.train.checkpoint import eager_model
+from attnmace.train.evaluate import compute_metrics, labelled_graphs, predict
 
 DEFAULT_CAPS = "0,8,6,5,4,3.5,3,2.5,2"
 
 
-def load_eager(path):
-    """The eager model of an exported file or of a training checkpoint (its EMA weights)."""
-    try:
-        read_metadata(path)
-    except ValueError:
-        return model_from_checkpoint(path)[0]
-    return rebuild_eager(path)
-
-
 def dataset(path: Path, model, dtype=torch.float32):
-    """The frames of ``path`` as the model's graphs, and their config types."""
-    frames = load_frames(str(path), KEYS)
-    check_species(frames, list(model.config.atomic_numbers), str(path))
-    graphs = GraphDataset(frames, list(model.config.atomic_numbers), model.r_max, dtype, cache=True, source=str(path))
-    return graphs, [frames[i].config_type for i in range(len(frames))]
+    """The frames of ``path`` as the model's graphs, kept for every cap, and their config types."""
+    return labelled_graphs(path, KEYS, model.config.atomic_numbers, model.r_max, dtype, cache=True)
 
 
 def summary(metrics: dict) -> dict:
@@ -191,7 +176,7 @@ def main(argv=None) -> None:
     caps = [float(c) for c in args.caps.split(",")]
     if any(c < 0 for c in caps):
         raise SystemExit(f"--caps must be 0 (none) or positive, got {args.caps}")
-    model = load_eager(args.model)
+    model = eager_model(args.model)[0]
     if model.config.heads == 0:
         raise SystemExit(f"{args.model} has no attention heads: there are no logits to cap")
     splits = {"valid": dataset(args.split_dir / "valid.extxyz", model)}
