@@ -8,14 +8,16 @@
         --json runs/gap20/ship/diamond_graphite.json
     python examples/gap20/nve_amorphous.py --model runs/gap20/ship/model.pt --json runs/gap20/ship/nve.json
     python examples/gap20/card.py --results runs/gap20/ship --output runs/gap20/ship/card.json \\
-        --limits "what the checks above showed" [--status "preliminary: why"]
+        --limits "what the checks above showed" [--status "preliminary: why"] \\
+        [--weights "where they come from, e.g. the commit of the checkpoint"]
     python examples/ship_model.py runs/gap20/ship/model.pt models/gap20.pt --card runs/gap20/ship/card.json \\
         --fixture tests/fixtures/gap20_small.extxyz --frames 0,1,2
 
 Every number in the card is read from those files (``metrics.json`` of ``compare.py``, the
 examples' ``--json`` output, ``split.json`` and the run's config); ``ship_model.py --card`` stores
 it in the exported model's metadata, and ``models/README.md`` shows it. ``--limits`` is the one
-text written by hand: what the checks say the model cannot do.
+text written by hand: what the checks say the model cannot do (and ``--weights``, where the weights
+come from, when ``compare.py`` found them in a file of the git-ignored ``runs/``).
 """
 
 import argparse
@@ -45,11 +47,18 @@ def _read(path: Path) -> Optional[dict]:
 
 
 def build_card(
-    results: Path, limits: str, name: str = "attention", split: Path = HERE / "split.json", status: str = "release"
+    results: Path,
+    limits: str,
+    name: str = "attention",
+    split: Path = HERE / "split.json",
+    status: str = "release",
+    weights: Optional[str] = None,
 ) -> dict:
     """The card's dict from a folder with ``metrics.json`` (``compare.py``) and, where they were
     run, ``graphite.json``, ``diamond_graphite.json`` and ``nve.json`` (the examples' ``--json``).
-    ``status`` says whether the weights meet the accuracy bar ("release") or not ("preliminary: ...")."""
+    ``status`` says whether the weights meet the accuracy bar ("release") or not ("preliminary: ...").
+    ``weights`` says where the weights come from, for a reader without this machine's ``runs/``
+    (e.g. the commit of the checkpoint); by default, how ``compare.py`` found them."""
     comparison = json.loads((results / "metrics.json").read_text())
     if name not in comparison:
         raise SystemExit(f"{results / 'metrics.json'} has no model named {name!r} (it has {sorted(comparison)})")
@@ -91,7 +100,7 @@ def build_card(
             "epochs": budget["epochs"],
             "steps": budget["steps"],
             "batch_size": budget.get("batch_size"),
-            "weights": run.get("weights"),
+            "weights": weights or run.get("weights"),
             "wall_time_h": round(budget["hours"], 2),
             "dtype": budget.get("dtype"),
         },
@@ -119,9 +128,15 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--status", default="release", help='"release", or why the weights are preliminary (e.g. a missed accuracy bar)'
     )
+    parser.add_argument(
+        "--weights",
+        help="where the weights come from, in words a reader can follow (e.g. \"EMA weights of epoch 132, "
+        "the checkpoint of commit 2542520\"); default: how compare.py found them, which can be a path in "
+        "the git-ignored runs/",
+    )
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
-    card = build_card(args.results, args.limits, args.name, status=args.status)
+    card = build_card(args.results, args.limits, args.name, status=args.status, weights=args.weights)
     args.output.write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n")
     print(json.dumps({k: card[k] for k in ("status", "training", "checks")}, indent=1, ensure_ascii=False))
 

@@ -333,8 +333,11 @@ def test_compare_evaluates_best_and_last_weights_of_a_run(tmp_path):
         card.build_card(results, "", name="baseline")
     card.main(
         ["--results", str(results), "--limits", "", "--status", "preliminary: bar missed", "--output", str(card_file)]
+        + ["--weights", "EMA weights of epoch 2, the checkpoint of commit abc1234"]
     )
-    assert json.loads(card_file.read_text())["status"] == "preliminary: bar missed"
+    remade = json.loads(card_file.read_text())
+    assert remade["status"] == "preliminary: bar missed"
+    assert remade["training"]["weights"] == "EMA weights of epoch 2, the checkpoint of commit abc1234"
     assert "soft-capped" not in made["description"]
     metrics = json.loads((results / "metrics.json").read_text())
     metrics["attention"]["config"]["attn_logit_cap"] = 2.5
