@@ -130,8 +130,8 @@ def main(argv=None) -> None:
     )
     parser.add_argument(
         "--weights",
-        help="where the weights come from, in words a reader can follow (e.g. \"EMA weights of epoch 132, "
-        "the checkpoint of commit 2542520\"); default: how compare.py found them, which can be a path in "
+        help='where the weights come from, in words a reader can follow (e.g. "EMA weights of epoch 132, '
+        'the checkpoint of commit 2542520"); default: how compare.py found them, which can be a path in '
         "the git-ignored runs/",
     )
     parser.add_argument("--output", type=Path, required=True)
