@@ -19,10 +19,10 @@ import torch
 import yaml
 
 from ..config import PRESETS, ModelConfig, make_config
-from ..export import export_model, read_metadata, rebuild_eager
+from ..export import export_model
 from ..model import build_model, with_inner_cutoffs, with_logit_cap
 from ..runtime import resolve_device, retain_freed_memory
-from .checkpoint import model_from_checkpoint, read_checkpoint
+from .checkpoint import eager_model, read_checkpoint
 from .data import (
     DataKeys,
     check_species,
@@ -644,14 +644,7 @@ def export_main(argv: Optional[List[str]] = None) -> int:
         "chooses it on validation data). Default: keep the source's",
     )
     args = parser.parse_args(argv)
-    try:
-        metadata = read_metadata(args.checkpoint)
-    except ValueError:
-        metadata = None  # not an exported model: a training checkpoint
-    if metadata is not None:
-        model, extra = rebuild_eager(args.checkpoint), dict(metadata.get("extra") or {})
-    else:
-        model, extra = model_from_checkpoint(args.checkpoint)
+    model, extra = eager_model(args.checkpoint)
     if args.inner_cutoffs is not None:
         config = model.config
         frames: List[Any] = []
@@ -678,10 +671,10 @@ def export_main(argv: Optional[List[str]] = None) -> int:
         extra["attn_logit_cap"] = args.logit_cap
         print(f"attention logit cap: {args.logit_cap:g}" if args.logit_cap > 0 else "attention logit cap: off")
     path = export_model(model, args.output, extra=extra)
-    if metadata is not None:
-        print(f"wrote {path}: the weights of {args.checkpoint}")
+    if "weights" in extra and "epoch" in extra:  # a checkpoint's, or recorded by the export it came from
+        print(f"wrote {path}: {str(extra['weights']).upper()} weights of epoch {extra['epoch']} of {args.checkpoint}")
     else:
-        print(f"wrote {path}: {extra['weights'].upper()} weights of epoch {extra['epoch']}")
+        print(f"wrote {path}: the weights of {args.checkpoint}")
     return 0
 
 

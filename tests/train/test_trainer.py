@@ -579,7 +579,7 @@ def test_export_sets_the_inner_cutoffs_of_a_model_file(tmp_path, one_step_run, c
     assert read_metadata(plain)["config"]["inner_cutoffs"] == []
     floored = tmp_path / "floored.pt"
     assert export_main([str(plain), str(floored), "--inner-cutoffs", "auto", "--data", FIXTURE]) == 0
-    assert f"the weights of {plain}" in capsys.readouterr().out
+    assert f"EMA weights of epoch 1 of {plain}" in capsys.readouterr().out  # the source's record
     metadata = read_metadata(floored)
     shortest = min(
         a.get_all_distances(mic=True)[np.triu_indices(len(a), 1)].min() for a in _fixture_atoms() if len(a) > 1
