@@ -39,10 +39,15 @@ def shipped_models() -> List[str]:
 
 
 def resolve_model_path(model: Union[str, os.PathLike]) -> Path:
-    """A path to a model file: an existing path, or the name of a shipped model."""
+    """A path to a model file: an existing file (which wins over a shipped model of the same
+    name), or else the name of a shipped model, with or without ``.pt`` (``"gap20.pt"``, ``"gap20"``)."""
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"the model must be a file's path or a shipped model's name, got {model!r}")
     path = Path(model).expanduser()
     if path.is_file():
         return path
+    if path.is_dir():
+        raise IsADirectoryError(f"{str(model)!r} is a directory, not a model file")
     name = path.name if path.suffix == ".pt" else path.name + ".pt"
     if name in shipped_models() and len(path.parts) == 1:
         return Path(str(resources.files("attnmace.models").joinpath(name)))
@@ -101,6 +106,10 @@ def _eager_or_scripted(scripted: torch.nn.Module, metadata: Dict[str, Any], path
     return model
 
 
+#: keyword arguments passed on to ASE's ``Calculator``
+_ASE_ARGUMENTS = {"label", "atoms", "directory"}
+
+
 class AttnMACECalculator(Calculator):
     """ASE calculator for an AttnMACE model.
 
@@ -151,6 +160,12 @@ class AttnMACECalculator(Calculator):
         low_memory: bool = False,
         **kwargs: Any,
     ):
+        unknown = sorted(set(kwargs) - _ASE_ARGUMENTS)
+        if unknown:  # ASE would record a misspelt option as a parameter and ignore it
+            raise TypeError(
+                f"AttnMACECalculator got unknown keyword argument(s) {unknown}; it takes device, dtype, skin, "
+                f"compile, torchscript, low_memory and ASE's {sorted(_ASE_ARGUMENTS)}"
+            )
         super().__init__(**kwargs)
         retain_freed_memory()  # reuse the pages of one step in the next (see attnmace.runtime)
         if dtype not in _DTYPES:

@@ -28,6 +28,8 @@ def check_atoms(atoms: Atoms, atomic_numbers: Sequence[int]) -> None:
     non-degenerate periodic cell. Overlapping atoms are checked on the neighbour list.
     """
     numbers = atoms.get_atomic_numbers()
+    if len(numbers) == 0:
+        raise ValueError("the structure has no atoms")
     known = set(int(z) for z in atomic_numbers)
     unknown = sorted(set(int(z) for z in numbers) - known)
     if unknown:
@@ -92,8 +94,10 @@ class NeighbourListCache:
     """
 
     def __init__(self, cutoff: float, skin: float = 0.5):
-        if skin < 0:
-            raise ValueError(f"skin must be >= 0, got {skin}")
+        if isinstance(skin, bool) or not isinstance(skin, (int, float, np.floating, np.integer)):
+            raise TypeError(f"skin must be a number of Å, got {skin!r}")
+        if not (skin >= 0 and np.isfinite(skin)):
+            raise ValueError(f"skin must be a finite number >= 0 (Å), got {skin}")
         self.cutoff = float(cutoff)
         self.skin = float(skin)
         self.builds = 0
@@ -123,8 +127,10 @@ def check_overlaps(positions: np.ndarray, cell: np.ndarray, edge_index: np.ndarr
     k = int(np.argmin(distances))
     if distances[k] < MIN_DISTANCE:
         i, j = edge_index[:, k]
+        image = f" (a periodic image of atom {j}, shifted by {shifts[k].astype(int).tolist()} cell vectors)"
         raise ValueError(
-            f"atoms {i} and {j} are {distances[k]:.4f} Å apart (less than {MIN_DISTANCE} Å): overlapping atoms"
+            f"atoms {i} and {j} are {distances[k]:.4f} Å apart{image if shifts[k].any() else ''} "
+            f"(less than {MIN_DISTANCE} Å): overlapping atoms"
         )
 
 

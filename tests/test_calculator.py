@@ -1,5 +1,6 @@
 """The ASE calculator: finite differences, boundary conditions, dtypes, attention, errors."""
 
+from pathlib import Path
 from typing import List
 
 import numpy as np
@@ -11,6 +12,7 @@ from ase.filters import FrechetCellFilter
 from helpers import cluster, diamond, slab, tiny_model, triclinic
 
 from attnmace import AttnMACE, AttnMACECalculator, export_model, shipped_models
+from attnmace.calculator import resolve_model_path
 
 
 @pytest.fixture(scope="module")
@@ -215,8 +217,33 @@ def test_shipped_model_found_by_name_from_any_directory(model_file, tmp_path, mo
 
 
 def test_negative_skin_is_rejected(model_file):
-    with pytest.raises(ValueError, match="skin must be >= 0, got -0.1"):
+    with pytest.raises(ValueError, match=r"skin must be a finite number >= 0 \(Å\), got -0.1"):
         AttnMACECalculator(model_file, skin=-0.1)
+    with pytest.raises(TypeError, match="skin must be a number of Å, got 'abc'"):
+        AttnMACECalculator(model_file, skin="abc")
+
+
+def test_misspelt_options_and_odd_model_arguments_are_named(model_file, tmp_path):
+    """ASE would keep a misspelt keyword as a parameter and ignore it; the calculator refuses it."""
+    with pytest.raises(TypeError, match=r"unknown keyword argument\(s\) \['dtpye'\]"):
+        AttnMACECalculator(model_file, dtpye="float32")
+    calc = AttnMACECalculator(model_file, label="run1", directory=str(tmp_path))  # ASE's own are passed on
+    assert calc.label.endswith("run1") and "label" not in calc.todict()
+    with pytest.raises(IsADirectoryError, match="is a directory, not a model file"):
+        AttnMACECalculator(tmp_path)
+    with pytest.raises(TypeError, match="a file's path or a shipped model's name, got None"):
+        AttnMACECalculator(None)
+
+
+def test_a_local_file_wins_over_a_shipped_model_of_its_name(model_file, tmp_path, monkeypatch):
+    import shutil
+
+    shutil.copy(model_file, tmp_path / "gap20.pt")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model_path("gap20.pt") == Path("gap20.pt")
+    monkeypatch.chdir(tmp_path.parent)
+    shipped = resolve_model_path("gap20")  # without .pt too
+    assert shipped.name == "gap20.pt" and shipped.parent.name == "models"
 
 
 def _assert_same_efs(atoms, calc, reference_calc, energy, rest):

@@ -55,8 +55,18 @@ def test_overlapping_atoms():
 
 def test_overlap_through_periodic_image():
     atoms = Atoms("C2", positions=[[0, 0, 0], [2.97, 0, 0]], cell=np.eye(3) * 3.0, pbc=True)
-    with pytest.raises(ValueError, match="overlapping"):
+    with pytest.raises(ValueError, match=r"a periodic image of atom [01], shifted by \[-?1, 0, 0\].*overlapping"):
         atoms_to_graph(atoms, [6], 3.0)
+    narrow = Atoms("C", positions=[[0, 0, 0]], cell=[0.05, 3.0, 3.0], pbc=True)  # an atom on its own image
+    with pytest.raises(ValueError, match=r"atoms 0 and 0 are 0.0500 Å apart \(a periodic image of atom 0"):
+        atoms_to_graph(narrow, [6], 3.0)
+
+
+def test_a_structure_without_atoms():
+    with pytest.raises(ValueError, match="the structure has no atoms"):
+        atoms_to_graph(Atoms(), [6], 3.0)
+    with pytest.raises(ValueError, match="the structure has no atoms"):
+        atoms_to_graph(Atoms(cell=np.eye(3) * 3.0, pbc=True), [6], 3.0)
 
 
 @pytest.mark.parametrize(

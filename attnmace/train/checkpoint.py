@@ -103,6 +103,17 @@ def eager_model(path) -> Tuple[AttnMACE, Dict[str, Any]]:
 
     try:
         metadata = read_metadata(path)
-    except ValueError:  # not an exported model: a training checkpoint
-        return model_from_checkpoint(path)
+    except ValueError as not_exported:  # not an exported model: a training checkpoint?
+        try:
+            return model_from_checkpoint(path)
+        except ValueError as not_checkpoint:
+            raise ValueError(neither_message(path, not_exported, not_checkpoint)) from None
     return rebuild_eager(path), dict(metadata.get("extra") or {})
+
+
+def neither_message(path, not_exported: Exception, not_checkpoint: Exception) -> str:
+    """What is wrong with a file that should be an exported model or a training checkpoint."""
+    return (
+        f"{path} is neither an exported attnmace model nor a training checkpoint (as a model file: "
+        f"{not_exported}; as a checkpoint: {not_checkpoint})"
+    )

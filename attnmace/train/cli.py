@@ -59,7 +59,7 @@ def _ints(text: str) -> List[int]:
 
 # flag name -> (type, default, help)
 TRAIN_OPTIONS: Dict[str, tuple] = {
-    "train_file": (str, None, "training data (.extxyz/.xyz or attnmace .h5)"),
+    "train_file": (str, None, "training data (.extxyz/.xyz or attnmace .h5) (required: flag or config file)"),
     "valid_file": (str, None, "validation data; otherwise --valid-fraction of the training data"),
     "valid_fraction": (float, 0.1, "validation fraction, stratified by config_type"),
     "energy_key": (str, "REF_energy", "info key of the total energy (eV)"),
@@ -133,15 +133,16 @@ TRAIN_OPTIONS: Dict[str, tuple] = {
         "(0: whole batches)",
     ),
     "device": (str, None, "cpu or cuda (default: cuda if available)"),
-    "dtype": (str, "float32", "float32 or float64 training"),
+    "dtype": (str, "float32", "float32 | float64: the precision of training"),
     "seed": (int, 0, "seed of initial weights, split and batch order"),
     "output_dir": (str, "runs/attnmace", "output directory"),
     "resume": (bool, False, "continue from output_dir/checkpoint.pt"),
     "init_from": (
         str,
         None,
-        "fine-tune: start from the weights (EMA ones when saved) of this training checkpoint.pt; "
-        "architecture, E0s and normalisation come from it, the optimizer and the epochs start afresh",
+        "fine-tune: start from the weights of this training checkpoint.pt (its EMA ones when saved), "
+        "exported model file or shipped model name (gap20.pt); architecture, E0s and normalisation come "
+        "from it (except --attn-logit-cap, which changes no weight), the optimizer and the epochs start afresh",
     ),
     "add_layer": (
         float,
@@ -165,7 +166,7 @@ def train_parser() -> argparse.ArgumentParser:
                 flag,
                 type=typ if typ not in (_floats, _ints) else str,
                 default=argparse.SUPPRESS,
-                help=f"{text} (default: {default})",
+                help=text if "(default" in text or "(required" in text else f"{text} (default: {default})",
             )
     return parser
 
@@ -204,6 +205,8 @@ def resolve_options(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         raise SystemExit("attnmace-train: --add-layer deepens the model of --init-from; give --init-from too")
     if options["train_file"] is None:
         raise SystemExit("attnmace-train: --train-file is required (flag or config file)")
+    if options["dtype"] not in ("float32", "float64"):  # float16/bfloat16 lose the forces' gradients
+        raise SystemExit(f"attnmace-train: --dtype must be float32 or float64, not {options['dtype']!r}")
     options["device"] = _device_option(options["device"], "attnmace-train")
     return options
 
@@ -316,6 +319,15 @@ def build_trainer(options: Dict[str, Any]) -> Trainer:
             )
         atomic = [numbers_of[s] for s in config.species]
         log.info("fine-tuning the model of %s (its architecture options override the given ones)", options["init_from"])
+        if options.get("attn_logit_cap") is not None:  # changes no weight, so a fine-tune may set it
+            if config.heads == 0:
+                raise SystemExit("attnmace-train: --attn-logit-cap: the model of --init-from has no attention heads")
+            cap_before = config.attn_logit_cap
+            try:
+                config = dataclasses.replace(config, attn_logit_cap=float(options["attn_logit_cap"]))
+            except ValueError as err:
+                raise SystemExit(f"attnmace-train: --attn-logit-cap: {err}") from None
+            log.info("attention logit cap: %g (the model of --init-from had %g)", config.attn_logit_cap, cap_before)
     else:
         overrides = {k: options[k] for k in _MODEL_FIELDS if options.get(k) is not None}
         overrides["cutoffs"] = tuple(options["cutoffs"])
@@ -427,14 +439,17 @@ def _deepened(config: ModelConfig, weights, cutoff: float, frames):
 
 
 def _initial_state(path: str):
-    """The model configuration and weights (the EMA ones when saved) of a training checkpoint."""
+    """The model configuration and weights of a training checkpoint (the EMA ones when saved), of
+    an exported model file, or of a shipped model named like the calculator's (``gap20.pt``)."""
+    from ..calculator import resolve_model_path
+
     try:
-        config, weights, _ = read_checkpoint(path)
-    except FileNotFoundError:
-        raise SystemExit(f"attnmace-train: --init-from {path}: no such file") from None
+        model, _ = eager_model(resolve_model_path(path))
+    except FileNotFoundError as error:
+        raise SystemExit(f"attnmace-train: --init-from {path}: no such file ({error})") from None
     except ValueError as error:
         raise SystemExit(f"attnmace-train: --init-from {error}") from None
-    return config, weights
+    return model.config, model.state_dict()
 
 
 def _config_type_weights(options: Dict[str, Any], frames, indices) -> Dict[str, float]:
@@ -546,7 +561,10 @@ def train_main(argv: Optional[List[str]] = None) -> int:
             }
             with open(trainer.output_dir / "config.yaml", "w") as fh:
                 yaml.safe_dump(json.loads(json.dumps(resolved, default=str)), fh, sort_keys=False)
-        metrics = trainer.fit()
+        try:
+            metrics = trainer.fit()
+        except FloatingPointError as error:
+            raise SystemExit(f"attnmace-train: {error}") from None
         if _rank() == 0 and metrics:
             log.info("best validation: %s", json.dumps(metrics["overall"]))
     finally:
@@ -576,18 +594,25 @@ def _keys_from_arguments(args) -> DataKeys:
 
 
 def eval_main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="attnmace-eval", description="Evaluate a model file on a dataset.")
+    parser = argparse.ArgumentParser(
+        prog="attnmace-eval",
+        description="Evaluate a model file on a dataset.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument(
         "model", help="exported model file, shipped model name, or a training checkpoint.pt (its EMA weights)"
     )
     parser.add_argument("data", help="extxyz or attnmace .h5 file")
     _add_key_arguments(parser)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=8, help="frames per model call")
     parser.add_argument(
-        "--max-atoms-per-pass", type=int, default=0, help="split batches into parts of at most this many atoms (memory)"
+        "--max-atoms-per-pass",
+        type=int,
+        default=0,
+        help="split batches into parts of at most this many atoms (memory); 0: whole batches",
     )
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    parser.add_argument("--dtype", default="float64", choices=["float64", "float32"], help="precision of the model")
     parser.add_argument("--json", help="write the metrics (and per-frame predictions) here")
     parser.add_argument("--plots", help="folder for parity and force-outlier plots")
     args = parser.parse_args(argv)
@@ -708,9 +733,13 @@ def _print_metrics(metrics: Dict[str, Any]) -> None:
 
 
 def preprocess_main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="attnmace-preprocess", description="Convert extxyz to attnmace HDF5.")
-    parser.add_argument("input")
-    parser.add_argument("output")
+    parser = argparse.ArgumentParser(
+        prog="attnmace-preprocess",
+        description="Convert extxyz to attnmace HDF5.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("input", help="extxyz file with the labels named by the key options")
+    parser.add_argument("output", help="HDF5 file to write (.h5), for --train-file/--valid-file or attnmace-eval")
     _add_key_arguments(parser)
     args = parser.parse_args(argv)
     keys = _keys_from_arguments(args)

@@ -7,7 +7,7 @@ import torch
 
 from .. import keys
 from ..export import load_model_with_metadata, metadata_of
-from .checkpoint import model_from_checkpoint
+from .checkpoint import model_from_checkpoint, neither_message
 from .data import DataKeys, check_species, load_frames
 from .graphs import REF_ENERGY, REF_FORCES, REF_STRESS, STRESS_MASK, GraphDataset, collate_graphs, split_by_atoms
 
@@ -94,10 +94,8 @@ def load_for_evaluation(path, device: str = "cpu") -> Tuple[torch.nn.Module, Dic
     except ValueError as not_exported:
         try:
             model, extra = model_from_checkpoint(path)
-        except ValueError:
-            raise ValueError(
-                f"{path} is neither an exported attnmace model nor a training checkpoint: {not_exported}"
-            ) from None
+        except ValueError as not_checkpoint:
+            raise ValueError(neither_message(path, not_exported, not_checkpoint)) from None
         meta = metadata_of(model)
         meta["epoch"] = extra["epoch"]
         return model.to(device), meta

@@ -289,6 +289,8 @@ class Trainer:
             with contextlib.nullcontext() if self.ddp is None or last else self.ddp.no_sync():
                 out = net(batch, compute_forces=True, compute_stress=bool(batch[STRESS_MASK].sum() > 0))
                 parts = compute_loss(out, batch, self.loss_weights, norms)
+                if not torch.isfinite(parts["total"]):
+                    self._diverged(f"the loss is {float(parts['total'].detach())}", idx)
                 parts["total"].backward()
             with torch.no_grad():
                 n = batch["num_atoms"]
@@ -298,10 +300,22 @@ class Trainer:
                 sums["comps"] += out[keys.FORCES].numel()
             del out, parts  # free this part's graph before the next one is built
         if s.clip_grad > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.clip_grad)
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.clip_grad)
+            if not torch.isfinite(norm):
+                self._diverged(f"the gradient norm is {float(norm)}", idx)
         self.optimizer.step()
         self._update_ema()
         return total
+
+    def _diverged(self, what: str, idx: List[int]) -> None:
+        """Stop training on a non-finite loss or gradient, before the weights take it: the last
+        checkpoint (the previous epoch's) stays as it was."""
+        saved = f"{self.checkpoint_path} holds epoch {self.epoch}" if self.epoch else "no epoch was saved"
+        raise FloatingPointError(
+            f"training diverged in epoch {self.epoch + 1}: {what} on the batch of training frames "
+            f"{sorted(idx)[:8]}{' ...' if len(idx) > 8 else ''} ({saved}). Try a lower --lr, "
+            "--dtype float64, or check those frames' labels"
+        )
 
     def _warm_up(self) -> None:
         """One discarded forward/backward pass before training.

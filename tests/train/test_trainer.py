@@ -1,6 +1,7 @@
 """Training end to end: outputs, YAML options, kill -9 and resume, evaluation, DDP on 2 CPUs."""
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -17,7 +18,9 @@ import torch
 import yaml
 
 from attnmace import AttnMACECalculator, build_model, export_model, keys, read_metadata
+from attnmace.calculator import resolve_model_path
 from attnmace.config import ModelConfig
+from attnmace.export import rebuild_eager
 from attnmace.graph import atoms_to_graph
 from attnmace.train.checkpoint import model_from_checkpoint, read_checkpoint, snapshot_from_checkpoint
 from attnmace.train.cli import (
@@ -326,6 +329,30 @@ def test_init_from_starts_a_new_run_from_the_ema_weights_of_a_checkpoint(tmp_pat
     assert state["history"][0]["lr"] == pytest.approx(0.001)
 
 
+def test_init_from_takes_an_exported_model_and_may_set_its_logit_cap(tmp_path, one_step_run, caplog):
+    """Fine-tuning a model file (a shipped model, say) starts from exactly its weights; the logit
+    cap, which changes no weight, may be set for the fine-tune."""
+    exported = tmp_path / "exported.pt"
+    assert export_main([str(one_step_run / "checkpoint.pt"), str(exported)]) == 0
+    given = rebuild_eager(exported)
+    argv = [*TINY, "--output-dir", str(tmp_path / "tuned"), "--init-from", str(exported)]
+    trainer = build_trainer(resolve_options(argv))
+    assert trainer.model.config == given.config and given.config.attn_logit_cap == 0
+    for name, value in trainer.model.state_dict().items():
+        assert torch.equal(value, given.state_dict()[name].to(value.dtype)), name
+    caplog.set_level("INFO")
+    capped = build_trainer(resolve_options([*argv, "--attn-logit-cap", "2.5"]))
+    assert capped.model.config == dataclasses.replace(given.config, attn_logit_cap=2.5)
+    assert "attention logit cap: 2.5 (the model of --init-from had 0)" in caplog.text
+    for name, value in capped.model.state_dict().items():
+        assert torch.equal(value, given.state_dict()[name].to(value.dtype)), name
+    with pytest.raises(SystemExit, match="--attn-logit-cap: attn_logit_cap must be 0"):
+        build_trainer(resolve_options([*argv, "--attn-logit-cap", "-1"]))
+    # a shipped model by the name the calculator takes
+    shipped = build_trainer(resolve_options([*TINY, "--output-dir", str(tmp_path / "g"), "--init-from", "gap20.pt"]))
+    assert shipped.model.config.to_dict() == read_metadata(resolve_model_path("gap20.pt"))["config"]
+
+
 @pytest.fixture(scope="module")
 def one_step_run(tmp_path_factory):
     """The output directory of a tiny run of one step, shared by the tests that only read it."""
@@ -415,16 +442,18 @@ def test_add_layer_needs_init_from(tmp_path):
         resolve_options([*TINY, "--output-dir", str(tmp_path / "r"), "--add-layer", "3.0"])
 
 
-@pytest.mark.parametrize("kind", ["missing", "torchscript", "other species"])
+@pytest.mark.parametrize("kind", ["missing", "other file", "other species"])
 def test_init_from_refuses_what_is_not_a_usable_checkpoint(tmp_path, one_step_run, kind):
     first = one_step_run
-    source = {"missing": tmp_path / "nothing.pt", "torchscript": first / "model.pt"}.get(kind, first / "checkpoint.pt")
+    torch.save({"something": "else"}, tmp_path / "other.pt")
+    sources = {"missing": tmp_path / "nothing.pt", "other file": tmp_path / "other.pt"}
+    source = sources.get(kind, first / "checkpoint.pt")
     argv = [*TINY, "--output-dir", str(tmp_path / "tuned"), "--init-from", str(source)]
     if kind == "other species":
         argv += ["--species", "C,H"]  # the fixture holds C only: the data check passes, the model lacks H
         match = "knows"
     else:
-        match = {"missing": "no such file", "torchscript": "not a training checkpoint"}[kind]
+        match = {"missing": "no such file.*shipped models", "other file": "not a training checkpoint"}[kind]
     with pytest.raises(SystemExit, match=match):
         build_trainer(resolve_options(argv))
 
@@ -653,3 +682,37 @@ def test_export_gives_pairs_absent_from_the_data_the_models_own_zbl_switch_off(t
     inner = read_metadata(tmp_path / "out.pt")["config"]["inner_cutoffs"]  # the carbon data has no Li
     assert inner[0][0] == pytest.approx(0.8 * 2 * covalent_radii[3] + 0.1)
     assert inner[0][1] == inner[1][0] == pytest.approx(0.8 * (covalent_radii[3] + covalent_radii[6]) + 0.1)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bogus"])
+def test_training_precision_is_float32_or_float64(tmp_path, dtype):
+    with pytest.raises(SystemExit, match=f"--dtype must be float32 or float64, not '{dtype}'"):
+        resolve_options([*TINY, "--output-dir", str(tmp_path / "r"), "--dtype", dtype])
+
+
+def test_a_diverging_run_stops_with_its_last_checkpoint_intact(tmp_path, monkeypatch):
+    """A non-finite loss stops training with an error that names the batch, before the weights
+    take it; the checkpoint keeps the last finished epoch."""
+    from attnmace.train import trainer as trainer_module
+
+    run = tmp_path / "r"
+    argv = [*TINY, "--output-dir", str(run), "--max-steps-per-epoch", "2"]
+    assert train_main([*argv, "--max-epochs", "1"]) == 0
+    saved = torch.load(run / "checkpoint.pt", weights_only=False)
+    real = trainer_module.compute_loss
+
+    def poisoned(out, batch, weights, norms=None):
+        parts = real(out, batch, weights, norms) if norms is not None else real(out, batch, weights)
+        if norms is not None:  # a training step, not the warm-up pass
+            parts["total"] = parts["total"] * float("nan")
+        return parts
+
+    monkeypatch.setattr(trainer_module, "compute_loss", poisoned)
+    with pytest.raises(
+        SystemExit, match=r"training diverged in epoch 2: the loss is nan on the batch of training frames \[\d"
+    ):
+        train_main([*argv, "--max-epochs", "2", "--resume"])
+    after = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert after["epoch"] == 1
+    for name, value in saved["model"].items():
+        assert torch.equal(after["model"][name], value), name
