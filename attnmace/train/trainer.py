@@ -38,6 +38,10 @@ from .loss import LossWeights, compute_loss, loss_norms
 log = logging.getLogger("attnmace.train")
 
 
+#: the update count assumed for checkpoints written before the EMA warm-up: its decay is the full one
+_WARM_EMA = 10**9
+
+
 @dataclass
 class TrainSettings:
     """Optimisation settings (all have command-line flags)."""
@@ -125,6 +129,7 @@ class Trainer:
         self.dtype = getattr(torch, s.dtype)
         self.model = model.to(device=self.device, dtype=self.dtype).train()
         self.ema = None
+        self.ema_updates = 0  # steps averaged so far: the decay warms up over the first ones
         if s.ema_decay > 0:
             self.ema = copy_weights(self.model, build_model(config=model.config, dtype=self.dtype).to(self.device))
         self.train_set, self.valid_set = train_set, valid_set
@@ -161,6 +166,7 @@ class Trainer:
         return {
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
+            "ema_updates": self.ema_updates,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "epoch": self.epoch,
@@ -176,6 +182,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         if self.ema is not None and state["ema"] is not None:
             self.ema.load_state_dict(state["ema"])
+        # a checkpoint from before the warm-up was past it: the full decay, as it was trained with
+        self.ema_updates = int(state.get("ema_updates", _WARM_EMA))
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
@@ -340,10 +348,19 @@ class Trainer:
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item() > 0)
 
+    def ema_decay_now(self) -> float:
+        """The decay of the next EMA update: ``min(ema_decay, (1 + n) / (10 + n))`` after ``n``
+        updates (as TensorFlow's and MACE's EMA with the update count), so that the averaged
+        weights follow training from the first steps instead of keeping most of the random
+        initialisation for the first few hundred (0.99⁴⁰⁰ ≈ 0.018)."""
+        n = self.ema_updates
+        return min(self.settings.ema_decay, (1.0 + n) / (10.0 + n))
+
     def _update_ema(self) -> None:
         if self.ema is None:
             return
-        decay = self.settings.ema_decay
+        decay = self.ema_decay_now()
+        self.ema_updates += 1
         with torch.no_grad():
             for e, p in zip(self.ema.parameters(), self.model.parameters()):
                 e.mul_(decay).add_(p.detach(), alpha=1.0 - decay)

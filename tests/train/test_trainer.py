@@ -716,3 +716,30 @@ def test_a_diverging_run_stops_with_its_last_checkpoint_intact(tmp_path, monkeyp
     assert after["epoch"] == 1
     for name, value in saved["model"].items():
         assert torch.equal(after["model"][name], value), name
+
+
+def test_the_ema_decay_warms_up_and_old_checkpoints_keep_the_full_decay(tmp_path, one_step_run):
+    """With the update count the EMA follows training from the first steps (decay 0.1, 2/11, ...
+    up to --ema-decay), where a fixed 0.99 would keep 70 % of the random initial weights after
+    36 steps; a checkpoint without the count resumes with the full decay it was trained with."""
+    trainer = build_trainer(resolve_options([*TINY, "--output-dir", str(tmp_path / "r"), "--ema-decay", "0.99"]))
+    params = list(trainer.model.parameters())
+    with torch.no_grad():
+        for e, p in zip(trainer.ema.parameters(), params):
+            e.zero_()
+            p.fill_(1.0)
+    expected = 0.0
+    for n in range(3):
+        decay = min(0.99, (1 + n) / (10 + n))
+        assert trainer.ema_decay_now() == pytest.approx(decay)
+        trainer._update_ema()
+        expected = decay * expected + (1 - decay) * 1.0
+        for e in trainer.ema.parameters():
+            torch.testing.assert_close(e, torch.full_like(e, expected))
+    trainer.ema_updates = 10_000
+    assert trainer.ema_decay_now() == pytest.approx(0.99)
+    state = torch.load(one_step_run / "checkpoint.pt", weights_only=False)
+    assert state["ema_updates"] == 1  # one step
+    del state["ema_updates"]
+    trainer.load_state_dict(state)
+    assert trainer.ema_decay_now() == pytest.approx(0.99)
