@@ -18,6 +18,9 @@
 #   MAX_EPOCHS: stop each run at this epoch (default: the YAML's), e.g. to bring the baseline to
 #     the attention run's epoch for the same-epochs comparison; PRESETS: default "attention baseline".
 # Environment: DEVICE (default cuda), WORK (default /tmp/gap20-device), OUT (set by the tool),
+#   MAX_ATOMS (--max-atoms-per-pass, default 1024: whole, the baseline's validation batches of 16
+#   frames took more than the 24 GB of a CPU machine, which killed it on 2026-12-07; parts give the same
+#   numbers, and 0.15 % of random 4-frame training batches of the split exceed 1,024 atoms),
 #   EXTRA (more attnmace-train flags, for a quick check: EXTRA="--max-steps-per-epoch 2").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -53,7 +56,7 @@ for preset in $presets; do
   if [ -d "examples/gap20/training/$preset" ]; then cp -r "examples/gap20/training/$preset/." "$work/$preset/"; fi
   # shellcheck disable=SC2086
   python3 -m attnmace.train --config "examples/gap20/$preset.yaml" --resume --device "${DEVICE:-cuda}" \
-    --output-dir "$work/$preset" --max-hours "$hours" ${max_epochs:+--max-epochs "$max_epochs"} ${EXTRA:-} \
+    --output-dir "$work/$preset" --max-hours "$hours" --max-atoms-per-pass "${MAX_ATOMS:-1024}" ${max_epochs:+--max-epochs "$max_epochs"} ${EXTRA:-} \
     >"$work/$preset.log" 2>&1 &
   pids+=($!)
 done
