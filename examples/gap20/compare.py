@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from attnmace import read_metadata
+from attnmace.calculator import resolve_model_path
 from attnmace.train.checkpoint import read_checkpoint, snapshot_path
 from attnmace.train.data import DataKeys
 from attnmace.train.evaluate import compute_metrics, evaluate_file
@@ -98,19 +100,25 @@ def _run_folder(weights: Path) -> Path:
 
 
 def _started_from(init_from):
-    """(run folder, epoch) of the snapshot or checkpoint a fine-tune started from, or None when the
-    run is not a fine-tune or that file is not part of a run with a ``metrics.csv``."""
+    """(run folder, epoch) of the snapshot, checkpoint or exported model a fine-tune started from,
+    or None when the run is not a fine-tune or that file is not part of a run with a
+    ``metrics.csv`` (a shipped model, say)."""
     if not init_from:
         return None
     path = Path(init_from)
-    if not path.is_absolute() and not path.exists():
+    if not path.is_absolute() and not path.exists() and (Path(__file__).parents[2] / path).exists():
         path = Path(__file__).parents[2] / path  # recorded relative to the repository root
-    if not path.is_file():
-        raise SystemExit(f"the fine-tune started from {init_from}, which is not there: its budget is unknown")
+    try:
+        path = resolve_model_path(path)  # a file, or the name of a shipped model
+    except FileNotFoundError:
+        raise SystemExit(f"the fine-tune started from {init_from}, which is not there: its budget is unknown") from None
     run_dir = _run_folder(path)
     if not (run_dir / "metrics.csv").is_file():
         return None
-    epoch = read_checkpoint(path)[2].get("epoch")
+    try:
+        epoch = read_checkpoint(path)[2].get("epoch")
+    except ValueError:  # an exported model: the epoch its export recorded
+        epoch = (read_metadata(path).get("extra") or {}).get("epoch")
     return (run_dir, int(epoch)) if epoch else None
 
 

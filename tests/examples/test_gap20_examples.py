@@ -12,7 +12,7 @@ from ase import Atoms
 from ase.build import bulk
 from helpers import tiny_model
 
-from attnmace import AttnMACECalculator
+from attnmace import AttnMACECalculator, export_model
 
 GAP20 = Path(__file__).parents[2] / "examples" / "gap20"
 sys.path.insert(0, str(GAP20))  # the scripts import each other from their folder
@@ -441,8 +441,6 @@ def test_short_range_finds_an_energy_hole_and_its_barrier():
 
 def test_short_range_probes_run_on_a_model(tmp_path, capsys):
     model = tmp_path / "tiny.pt"
-    from attnmace import export_model
-
     export_model(tiny_model(2, cutoffs=(2.2, 3.0)), str(model))
     short_range.main(["--model", str(model), "--json", str(tmp_path / "short.json")])
     result = json.loads((tmp_path / "short.json").read_text())
@@ -815,6 +813,14 @@ def test_budget_of_a_fine_tune_adds_the_epochs_of_the_run_it_started_from(tmp_pa
     }
     assert budget["best_epoch"] == 1  # of the fine-tune's own epochs
     assert compare.budget(tune, epochs=1)["epochs"] == 3 + 1
+    # from an exported model of the base run: the epoch its export recorded
+    exported = export_model(tiny_model(), base / "model.pt", extra={"epoch": 4})
+    (tune / "config.yaml").write_text(f"max_steps_per_epoch: 50\nbatch_size: 4\ninit_from: {exported}\n")
+    assert compare.budget(tune)["fine_tune"]["from_epoch"] == 4 and compare.budget(tune)["epochs"] == 4 + 2
+    # from a shipped model by name: not part of a run here, so the fine-tune's own budget
+    (tune / "config.yaml").write_text("max_steps_per_epoch: 50\nbatch_size: 4\ninit_from: gap20.pt\n")
+    assert compare.budget(tune)["epochs"] == 2 and "fine_tune" not in compare.budget(tune)
+    (tune / "config.yaml").write_text(f"max_steps_per_epoch: 50\nbatch_size: 4\ninit_from: {snapshot}\n")
     snapshot.unlink()
     with pytest.raises(SystemExit, match="budget is unknown"):
         compare.budget(tune)
