@@ -363,8 +363,17 @@ def with_logit_cap(model: torch.nn.Module, config: ModelConfig, cap: float) -> A
     Raises:
         ValueError: the model has no attention heads, or ``cap`` is negative or not finite.
     """
+    dtype = next(model.parameters()).dtype
+    return copy_weights(model, build_model(config=capped_config(config, cap), dtype=dtype))
+
+
+def capped_config(config: ModelConfig, cap: float) -> ModelConfig:
+    """``config`` with the attention logit cap ``cap`` (0: none); the weights it builds are the
+    same as ``config``'s.
+
+    Raises:
+        ValueError: the configuration has no attention heads, or ``cap`` is negative or not finite.
+    """
     if config.heads == 0:
         raise ValueError("this model has no attention heads (heads=0): there are no logits to cap")
-    new_config = dataclasses.replace(config, attn_logit_cap=float(cap))
-    dtype = next(model.parameters()).dtype
-    return copy_weights(model, build_model(config=new_config, dtype=dtype))
+    return dataclasses.replace(config, attn_logit_cap=float(cap))

@@ -20,7 +20,7 @@ import yaml
 
 from ..config import PRESETS, ModelConfig, make_config
 from ..export import export_model
-from ..model import build_model, with_inner_cutoffs, with_logit_cap
+from ..model import build_model, capped_config, with_inner_cutoffs, with_logit_cap
 from ..runtime import resolve_device, retain_freed_memory
 from .checkpoint import eager_model, read_checkpoint
 from .data import (
@@ -320,11 +320,9 @@ def build_trainer(options: Dict[str, Any]) -> Trainer:
         atomic = [numbers_of[s] for s in config.species]
         log.info("fine-tuning the model of %s (its architecture options override the given ones)", options["init_from"])
         if options.get("attn_logit_cap") is not None:  # changes no weight, so a fine-tune may set it
-            if config.heads == 0:
-                raise SystemExit("attnmace-train: --attn-logit-cap: the model of --init-from has no attention heads")
             cap_before = config.attn_logit_cap
             try:
-                config = dataclasses.replace(config, attn_logit_cap=float(options["attn_logit_cap"]))
+                config = capped_config(config, options["attn_logit_cap"])
             except ValueError as err:
                 raise SystemExit(f"attnmace-train: --attn-logit-cap: {err}") from None
             log.info("attention logit cap: %g (the model of --init-from had %g)", config.attn_logit_cap, cap_before)

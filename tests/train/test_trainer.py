@@ -348,6 +348,12 @@ def test_init_from_takes_an_exported_model_and_may_set_its_logit_cap(tmp_path, o
         assert torch.equal(value, given.state_dict()[name].to(value.dtype)), name
     with pytest.raises(SystemExit, match="--attn-logit-cap: attn_logit_cap must be 0"):
         build_trainer(resolve_options([*argv, "--attn-logit-cap", "-1"]))
+    plain = export_model(
+        build_model(None, species=["C"], cutoffs=(2.5, 3.5), heads=0, channels=4, max_l=1), tmp_path / "plain.pt"
+    )
+    no_heads = [*TINY, "--output-dir", str(tmp_path / "p"), "--init-from", str(plain), "--attn-logit-cap", "2"]
+    with pytest.raises(SystemExit, match=r"--attn-logit-cap: this model has no attention heads \(heads=0\)"):
+        build_trainer(resolve_options(no_heads))
     # a shipped model by the name the calculator takes
     shipped = build_trainer(resolve_options([*TINY, "--output-dir", str(tmp_path / "g"), "--init-from", "gap20.pt"]))
     assert shipped.model.config.to_dict() == read_metadata(resolve_model_path("gap20.pt"))["config"]
