@@ -226,6 +226,47 @@ class AttnMACECalculator(Calculator):
         data = atoms_to_graph(atoms, self.atomic_numbers, self.r_max, self.dtype, self.device, self.neighbours)
         return data, self.model(data, compute_forces=forces, compute_stress=stress, compute_attention=attention)
 
+    def get_descriptors(
+        self, atoms: Optional[Atoms] = None, invariants_only: bool = True, num_layers: int = -1
+    ) -> np.ndarray:
+        """Per-atom descriptors: the node features after each interaction layer, as MACE's.
+
+        Args:
+            atoms: the structure (default: the calculator's atoms).
+            invariants_only: keep only the invariant (scalar, ``0e``) features of each layer,
+                ``channels`` per layer, which do not change when the structure is rotated; with
+                ``False`` each layer's whole features (e3nn layout ``channels x 0e + channels x 1o +
+                ...``; the last layer's are scalars only).
+            num_layers: the first ``num_layers`` layers (``-1``: all).
+
+        Returns:
+            ``(n_atoms, n_features)``, the layers' features side by side, in float64.
+        """
+        atoms = self.atoms if atoms is None else atoms
+        if atoms is None:
+            raise ValueError("get_descriptors needs atoms")
+        total = int(self.metadata["num_layers"])
+        if num_layers == -1:
+            num_layers = total
+        if not 1 <= num_layers <= total:
+            raise ValueError(f"num_layers must be -1 or between 1 and {total} (the model's layers), got {num_layers}")
+        data = atoms_to_graph(atoms, self.atomic_numbers, self.r_max, self.dtype, self.device, self.neighbours)
+        try:
+            with torch.no_grad():
+                out = self.model(data, compute_forces=False, compute_descriptors=True)
+        except RuntimeError as exc:  # a TorchScript module exported before descriptors existed
+            if "compute_descriptors" not in str(exc):
+                raise
+            raise ValueError(
+                "this model's TorchScript module has no descriptors (it was exported by an older attnmace); "
+                "make the calculator without torchscript=True, or export the file again"
+            ) from None
+        channels = int(self.metadata["config"]["channels"])
+        features = [out["node_features_" + str(s)] for s in range(num_layers)]
+        if invariants_only:
+            features = [f[:, :channels] for f in features]
+        return torch.cat(features, dim=1).cpu().double().numpy()
+
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         Calculator.calculate(self, atoms, properties, system_changes)
         periodic_3d = bool(self.atoms.pbc.all())

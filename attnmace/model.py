@@ -126,6 +126,7 @@ class AttnMACE(torch.nn.Module):
         compute_forces: bool = True,
         compute_stress: bool = False,
         compute_attention: bool = False,
+        compute_descriptors: bool = False,
     ) -> Dict[str, torch.Tensor]:
         """Energy, forces and stress of a batch of structures.
 
@@ -141,6 +142,10 @@ class AttnMACE(torch.nn.Module):
             compute_stress: return ``stress = (1/V) dE/dε`` and ``virial`` (3-D periodic only).
             compute_attention: return ``attention_<s>`` ``(n_edges_s, heads)`` and
                 ``edges_<s>`` ``(n_edges_s,)`` (indices into ``edge_index``) per layer.
+            compute_descriptors: return ``node_features_<s>``, the node features ``h^(s)`` after
+                each layer ``(n_atoms, irreps.dim)`` in e3nn's layout of
+                ``channels x 0e + channels x 1o + ...``: the first ``channels`` columns are the
+                invariant (scalar) features; the last layer's are all scalars.
 
         Returns:
             ``energy`` ``(n_graphs,)`` (float64 whatever the model dtype), ``node_energy``
@@ -205,6 +210,8 @@ class AttnMACE(torch.nn.Module):
             if compute_attention:
                 out["attention_" + str(s)] = alpha.detach()
                 out["edges_" + str(s)] = order.index_select(0, selected)
+            if compute_descriptors:
+                out["node_features_" + str(s)] = h.detach()
             s += 1
 
         layer_energy = self.scale * torch.stack(layer_energies, dim=1)  # (n_atoms, n_layers)

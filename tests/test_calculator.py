@@ -9,7 +9,7 @@ import torch
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
 from ase.filters import FrechetCellFilter
-from helpers import cluster, diamond, slab, tiny_model, triclinic
+from helpers import cluster, diamond, random_rotation, slab, tiny_model, triclinic
 
 from attnmace import AttnMACE, AttnMACECalculator, export_model, shipped_models
 from attnmace.calculator import resolve_model_path
@@ -144,6 +144,43 @@ def test_get_attention_without_heads(tmp_path):
     path = export_model(tiny_model(0), tmp_path / "plain.pt")
     with pytest.raises(ValueError, match="no attention heads"):
         AttnMACECalculator(path).get_attention(diamond())
+
+
+def test_descriptors_are_the_layers_node_features(model_file):
+    """Invariant features per layer, side by side; invariant under rotation, equivariant under
+    permutation of the atoms; the TorchScript module gives the eager model's."""
+    atoms = triclinic()
+    calc = AttnMACECalculator(model_file)
+    channels = calc.metadata["config"]["channels"]
+    invariant = calc.get_descriptors(atoms)
+    assert invariant.shape == (len(atoms), 2 * channels)
+    first = calc.get_descriptors(atoms, num_layers=1)
+    np.testing.assert_array_equal(first, invariant[:, :channels])
+    full = calc.get_descriptors(atoms, invariants_only=False)
+    irreps_dims = [layer.irreps_out.dim for layer in calc.model.layers]
+    assert full.shape == (len(atoms), sum(irreps_dims))
+    np.testing.assert_array_equal(full[:, :channels], invariant[:, :channels])  # scalars come first
+    np.testing.assert_array_equal(full[:, irreps_dims[0] :], invariant[:, channels:])  # last layer: scalars only
+    assert np.abs(full[:, channels : irreps_dims[0]]).max() > 1e-6  # the equivariant part is there
+
+    rotated = atoms.copy()
+    rot = random_rotation(3)
+    rotated.set_cell(atoms.cell @ rot.T, scale_atoms=False)
+    rotated.positions = atoms.positions @ rot.T
+    np.testing.assert_allclose(calc.get_descriptors(rotated), invariant, rtol=0, atol=1e-10)
+    perm = np.random.default_rng(0).permutation(len(atoms))
+    np.testing.assert_allclose(calc.get_descriptors(atoms[perm]), invariant[perm], rtol=0, atol=1e-10)
+
+    scripted = AttnMACECalculator(model_file, torchscript=True)
+    np.testing.assert_allclose(scripted.get_descriptors(atoms), invariant, rtol=0, atol=1e-10)
+    with pytest.raises(ValueError, match="needs atoms"):
+        AttnMACECalculator(model_file).get_descriptors()
+    atoms.calc = calc
+    atoms.get_potential_energy()
+    np.testing.assert_allclose(calc.get_descriptors(), invariant, rtol=0, atol=1e-10)  # the calculator's atoms
+    for bad in (0, 3, -2):
+        with pytest.raises(ValueError, match="num_layers must be -1 or between 1 and 2"):
+            calc.get_descriptors(atoms, num_layers=bad)
 
 
 def test_bad_inputs_raise_clear_errors(model_file):

@@ -32,3 +32,14 @@ def test_shipped_model_reproduces_export_values(reference, dtype, tmp_path, monk
         assert atoms.get_chemical_formula() == frame["formula"]
         assert atoms.get_potential_energy() == pytest.approx(frame["energy"], rel=tol[0])
         np.testing.assert_allclose(atoms.get_forces(), frame["forces"], rtol=0, atol=tol[1])
+
+
+def test_descriptors_of_a_shipped_model_and_its_older_torchscript_module():
+    """The shipped files were exported before descriptors existed: the default (eager) calculator
+    gives them, and the file's own TorchScript module says why it cannot."""
+    atoms = ase.io.read(Path(__file__).parent / "fixtures" / "gap20_small.extxyz", index=0)
+    calc = AttnMACECalculator("gap20.pt", device="cpu")
+    descriptors = calc.get_descriptors(atoms)
+    assert descriptors.shape == (len(atoms), 32) and np.isfinite(descriptors).all()
+    with pytest.raises(ValueError, match="exported by an older attnmace"):
+        AttnMACECalculator("gap20.pt", device="cpu", torchscript=True).get_descriptors(atoms)

@@ -26,6 +26,7 @@ import check_test_labels  # noqa: E402
 import check_virial  # noqa: E402
 import committee  # noqa: E402
 import compare  # noqa: E402
+import coverage  # noqa: E402
 import diamond_graphite  # noqa: E402
 import errors_by_width  # noqa: E402
 import graphite  # noqa: E402
@@ -1019,3 +1020,56 @@ def test_logit_cap_scan_chooses_on_validation_and_reports_the_test_set(tmp_path,
     baseline = export_model(tiny_model(0), tmp_path / "baseline.pt")
     with pytest.raises(SystemExit, match="no attention heads"):
         logit_cap.main([str(baseline), *common])
+
+
+def test_coverage_bins_errors_by_distance_from_the_training_data():
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(500, 4))
+    dist, index = coverage.nearest(train[:7], train)
+    assert np.allclose(dist, 0.0, atol=1e-5) and index.tolist() == list(range(7))
+    far = train[:3] + np.array([5.0, 0, 0, 0])
+    exact = np.sqrt(((far[:, None] - train[None]) ** 2).sum(-1))
+    dist, index = coverage.nearest(far, train, chunk=2)
+    assert np.allclose(dist, exact.min(1), atol=1e-5) and index.tolist() == exact.argmin(1).tolist()
+    errors = np.array([[0.1, 0, 0], [1.0, 0, 0], [0.1, 0, 0], [0.1, 0, 0]])
+    rows = coverage.by_type(np.array(["a", "b", "a", "a"]), errors)
+    assert rows["a"]["n_atoms"] == 3 and rows["a"]["forces_rmse_meV_per_A"] == pytest.approx(1000 * np.sqrt(0.01 / 3))
+    assert rows["b"]["fraction"] == 0.25
+
+    valid_novelty = rng.uniform(0, 1, size=1000)
+    valid_errors = 0.3 * rng.normal(size=(1000, 3))
+    test_novelty = rng.uniform(0, 4, size=2000)
+    test_errors = (0.3 + 0.5 * test_novelty)[:, None] * rng.normal(size=(2000, 3))  # error grows with novelty
+    summary = coverage.summarise(valid_novelty, valid_errors, test_novelty, test_errors)
+    quantiles = np.array(coverage.QUANTILES)
+    assert summary["edges"] == pytest.approx(quantiles, abs=0.05)  # uniform on [0, 1]
+    expected = 1000 * np.diff(np.concatenate([[0], quantiles, [1]]))
+    assert [r["n_atoms"] for r in summary["valid"]] == pytest.approx(expected, abs=30)
+    assert sum(r["n_atoms"] for r in summary["test"]) == 2000 and summary["test"][-1]["novelty_to"] is None
+    assert summary["test"][-1]["fraction"] == pytest.approx((4 - quantiles[-1]) / 4, abs=0.05)
+    assert summary["valid"][0]["forces_rmse_meV_per_A"] == pytest.approx(300, rel=0.1)
+    rmse = [r["forces_rmse_meV_per_A"] for r in summary["test"]]
+    assert rmse[-1] > 3 * rmse[0] and summary["test_spearman_error_novelty"] > 0.3  # the error grows with novelty
+
+
+def test_coverage_runs_on_a_tiny_model(tmp_path, capsys):
+    fixture = Path(__file__).parents[1] / "fixtures" / "gap20_small.extxyz"
+    frames = [a for a in ase.io.read(fixture, ":") if len(a) > 1]
+    split = tmp_path / "split"
+    split.mkdir()
+    ase.io.write(split / "train.extxyz", frames[:6])
+    ase.io.write(split / "valid.extxyz", frames[6:8])
+    ase.io.write(tmp_path / "test.extxyz", frames[8:10])
+    model = export_model(tiny_model(), str(tmp_path / "model.pt"))
+    out = tmp_path / "coverage" / "summary.json"
+    summary = coverage.main(
+        [str(model), "--split-dir", str(split), "--test", str(tmp_path / "test.extxyz"), "--output", str(out)]
+    )
+    assert json.loads(out.read_text()) == json.loads(json.dumps(summary)) and out.with_suffix(".png").is_file()
+    assert summary["n_train_atoms"] == sum(len(a) for a in frames[:6])
+    assert sum(r["n_atoms"] for r in summary["test"]) == sum(len(a) for a in frames[8:10])
+    assert "Spearman" in capsys.readouterr().out
+    nearest_types = summary["test_by_nearest_training_type"]
+    assert set(nearest_types) <= {a.info["config_type"] for a in frames[:6]}
+    assert sum(row["n_atoms"] for row in nearest_types.values()) == sum(len(a) for a in frames[8:10])
+    assert set(summary["valid_novelty_median_by_type"]) == {a.info["config_type"] for a in frames[6:8]}
