@@ -61,7 +61,12 @@ def _ints(text: str) -> List[int]:
 TRAIN_OPTIONS: Dict[str, tuple] = {
     "train_file": (str, None, "training data (.extxyz/.xyz or attnmace .h5) (required: flag or config file)"),
     "valid_file": (str, None, "validation data; otherwise --valid-fraction of the training data"),
-    "valid_fraction": (float, 0.1, "validation fraction, stratified by config_type"),
+    "valid_fraction": (
+        float,
+        0.1,
+        "this fraction of the training file's frames is held out for validation, shared among the "
+        "config types by their sizes; single-atom frames stay in training",
+    ),
     "energy_key": (str, "REF_energy", "info key of the total energy (eV)"),
     "forces_key": (str, "REF_forces", "arrays key of the forces (eV/Å)"),
     "stress_key": (str, None, "info key of the stress (eV/Å^3, ASE sign)"),
@@ -89,7 +94,12 @@ TRAIN_OPTIONS: Dict[str, tuple] = {
     "num_radial": (int, None, "Bessel functions"),
     "radial_mlp": (_ints, None, "hidden sizes of the radial MLP, e.g. 64,64,64"),
     "readout_mlp": (int, None, "hidden size of the last readout"),
-    "e0s": (str, "fit", "'fit' (least squares), 'isolated' (single-atom frames) or JSON {symbol: eV}"),
+    "e0s": (
+        str,
+        "fit",
+        "'fit' (least squares; 'average' is MACE's name for it), 'isolated' (the single-atom frames, "
+        "which stay in training and out of the loss) or JSON {symbol: eV} (in a --config file also a mapping)",
+    ),
     "inner_cutoffs": (
         str,
         "auto",
@@ -177,6 +187,7 @@ def resolve_options(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     options = {name: default for name, (_, default, _) in TRAIN_OPTIONS.items()}
     config_path = args.pop("config", None)
     record = None
+    from_file: Dict[str, Any] = {}
     if config_path:
         with open(config_path) as fh:
             from_file = yaml.safe_load(fh) or {}
@@ -189,8 +200,11 @@ def resolve_options(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         unknown = [k for k in from_file if k.replace("-", "_") not in TRAIN_OPTIONS]
         if unknown:
             raise SystemExit(f"attnmace-train: unknown option(s) {unknown} in {config_path}")
-        options.update({k.replace("-", "_"): v for k, v in from_file.items()})
+        options.update(
+            {k.replace("-", "_"): _from_yaml(k.replace("-", "_"), v, config_path) for k, v in from_file.items()}
+        )
     options.update(args)
+    options["_given"] = {k.replace("-", "_") for k in from_file} | set(args)
     if record is not None:
         options["_model_record"] = {"source": config_path, "fields": record}
     for name in ("cutoffs", "radial_mlp", "correlation"):
@@ -211,6 +225,41 @@ def resolve_options(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     return options
 
 
+#: options that also take a YAML mapping (each parses JSON text the same way)
+_MAPPING_OPTIONS = ("e0s", "config_type_weights", "inner_cutoffs")
+
+
+def _from_yaml(name: str, value: Any, source: str) -> Any:
+    """A value of a ``--config`` file converted as its flag would be (YAML reads ``1e-3`` as a
+    string and ``5`` as an int), or a SystemExit naming the option, its value and the file."""
+    typ = TRAIN_OPTIONS[name][0]
+    if value is None:
+        return None
+
+    def refuse(expected: str):
+        raise SystemExit(f"attnmace-train: {name} in {source} must be {expected}, not {value!r}")
+
+    if typ is bool:
+        return value if isinstance(value, bool) else refuse("true or false")
+    if typ in (_floats, _ints):
+        return value  # lists or comma-separated text: converted with the command line's values
+    if typ is str:
+        if isinstance(value, dict):
+            return value if name in _MAPPING_OPTIONS else refuse("text")
+        if isinstance(value, list):
+            return ",".join(str(v) for v in value) if name == "species" else refuse("text")
+        return str(value)
+    if isinstance(value, bool) or isinstance(value, (dict, list)):
+        refuse("a number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        refuse("a number")
+    if typ is int:
+        return int(number) if number.is_integer() else refuse("a whole number")
+    return number
+
+
 def _device_option(device: Optional[str], command: str) -> str:
     """``--device`` checked by :func:`~attnmace.runtime.resolve_device` (``None``: CUDA when
     available); a device this machine lacks stops ``command`` with the reason."""
@@ -223,15 +272,32 @@ def _device_option(device: Optional[str], command: str) -> str:
 def _e0s(option: str, frames, atomic_numbers: List[int]) -> List[float]:
     from ase.data import chemical_symbols
 
-    if option == "fit":
+    if option in ("fit", "average"):  # "average": MACE's name for the same least-squares fit
         return fit_e0s(frames, atomic_numbers)
     if option == "isolated":
         return e0s_from_isolated_atoms(frames, atomic_numbers)
-    given = json.loads(option)
-    missing = [chemical_symbols[z] for z in atomic_numbers if chemical_symbols[z] not in given]
+    given = option
+    if isinstance(option, str):
+        try:
+            given = json.loads(option)
+        except json.JSONDecodeError:
+            given = None
+    if not isinstance(given, dict):
+        raise SystemExit(
+            "attnmace-train: --e0s must be fit (least squares; MACE's 'average'), isolated (the single-atom "
+            f'frames) or a JSON object of energies in eV such as \'{{"C": -157.5, "H": -16.7}}\', not {option!r}'
+        )
+    symbols = [chemical_symbols[z] for z in atomic_numbers]
+    missing = [s for s in symbols if s not in given]
     if missing:
         raise SystemExit(f"attnmace-train: --e0s lacks {missing}")
-    return [float(given[chemical_symbols[z]]) for z in atomic_numbers]
+    extra = sorted(str(k) for k in given if k not in symbols)
+    if extra:
+        log.warning("--e0s: %s are not among the model's species %s and are ignored", extra, symbols)
+    try:
+        return [float(given[s]) for s in symbols]
+    except (TypeError, ValueError):
+        raise SystemExit(f"attnmace-train: --e0s values must be numbers (eV), got {given!r}") from None
 
 
 def _pair_table(inner, species) -> str:
@@ -307,6 +373,7 @@ def build_trainer(options: Dict[str, Any]) -> Trainer:
     initial_weights = None
     if options["resume"] and checkpoint.is_file():
         config = read_checkpoint(checkpoint)[0]
+        _warn_unused_architecture(options, config, f"the model of {checkpoint} (--resume)")
     elif options["init_from"]:
         config, initial_weights = _initial_state(options["init_from"])
         if options["add_layer"] is not None:
@@ -319,6 +386,7 @@ def build_trainer(options: Dict[str, Any]) -> Trainer:
             )
         atomic = [numbers_of[s] for s in config.species]
         log.info("fine-tuning the model of %s (its architecture options override the given ones)", options["init_from"])
+        _warn_unused_architecture(options, config, f"the model of {options['init_from']} (--init-from)")
         if options.get("attn_logit_cap") is not None:  # changes no weight, so a fine-tune may set it
             cap_before = config.attn_logit_cap
             try:
@@ -373,7 +441,7 @@ def build_trainer(options: Dict[str, Any]) -> Trainer:
     settings = TrainSettings(**{k: v for k, v in options.items() if k in names})
     settings.extra = {
         "train_file": str(options["train_file"]),
-        "valid_file": str(options["valid_file"]),
+        "valid_file": str(options["valid_file"]) if options["valid_file"] else None,
         "n_train": len(train_view),
         "n_valid": len(valid_view),
     }
@@ -388,6 +456,26 @@ def build_trainer(options: Dict[str, Any]) -> Trainer:
     if options["resume"] and not trainer.resume():
         log.info("no checkpoint in %s: starting from scratch", output_dir)
     return trainer
+
+
+def _warn_unused_architecture(options: Dict[str, Any], config: ModelConfig, source: str) -> None:
+    """Warn about architecture options given (flag or ``--config`` file) that differ from the model
+    ``source`` brings and so are not used (``--attn-logit-cap`` with ``--init-from`` is used)."""
+    values = config.to_dict()
+    differ = []
+    for name in sorted(_MODEL_FIELDS & options.get("_given", set())):
+        given, used = options.get(name), values.get(name)
+        if given is None or (name == "attn_logit_cap" and options.get("init_from") and not options.get("resume")):
+            continue
+        if isinstance(used, (list, tuple)):
+            given = list(given) if isinstance(given, (list, tuple)) else [given]
+            if len(given) == 1 and name == "correlation":  # one value for every layer
+                given = given * len(used)
+            used = list(used)
+        if given != used:
+            differ.append(f"{name} {given!r} (used: {used!r})")
+    if differ:
+        log.warning("options not used, the architecture comes from %s: %s", source, "; ".join(differ))
 
 
 def _check_model_record(record: Dict[str, Any], config: ModelConfig) -> None:
@@ -563,6 +651,10 @@ def train_main(argv: Optional[List[str]] = None) -> int:
             metrics = trainer.fit()
         except FloatingPointError as error:
             raise SystemExit(f"attnmace-train: {error}") from None
+        except KeyboardInterrupt:
+            saved = f"{trainer.checkpoint_path} holds epoch {trainer.epoch}" if trainer.epoch else "no epoch was saved"
+            print(f"attnmace-train: interrupted; {saved}: continue with --resume", file=sys.stderr)
+            raise SystemExit(130) from None
         if _rank() == 0 and metrics:
             log.info("best validation: %s", json.dumps(metrics["overall"]))
     finally:
@@ -750,7 +842,7 @@ def preprocess_main(argv: Optional[List[str]] = None) -> int:
 def _run(main) -> None:
     try:
         sys.exit(main())
-    except (ValueError, FileNotFoundError) as err:  # clear one-line errors for users
+    except (ValueError, OSError) as err:  # clear one-line errors for users (a missing file, a directory, ...)
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
 

@@ -99,7 +99,10 @@ def frame_from_atoms(atoms: Atoms, keys: DataKeys, where: str) -> Frame:
         raise DataError(f"{where}: no energy under key {keys.energy!r} (info keys: {sorted(info)})")
     forces = lookup(keys.forces, per_atom=True)
     if forces is None:
-        raise DataError(f"{where}: no forces under key {keys.forces!r} (arrays: {sorted(arrays)})")
+        raise DataError(
+            f"{where}: no forces under key {keys.forces!r} (arrays: {sorted(arrays)}); name the key with "
+            "--forces-key (every frame needs forces: energy-only frames are not supported)"
+        )
     forces = np.asarray(forces, dtype=np.float64)
     if forces.shape != (len(atoms), 3):
         raise DataError(f"{where}: forces have shape {forces.shape}, expected ({len(atoms)}, 3)")
@@ -281,21 +284,62 @@ def config_types_of(frames) -> List[str]:
     return [frames[i].config_type for i in range(len(frames))]
 
 
-def split_by_config_type(frames: Sequence[Frame], fraction: float, seed: int) -> Dict[str, List[int]]:
-    """Train/validation indices, stratified by ``config_type`` (each type keeps the fraction)."""
+def split_by_config_type(
+    frames: Sequence[Frame], fraction: float, seed: int, at_least_one_per_type: bool = False
+) -> Dict[str, List[int]]:
+    """Train/validation indices, stratified by ``config_type``.
+
+    ``round(fraction * n)`` of the ``n`` frames go to validation, shared among the config types
+    in proportion to their sizes (largest remainders): a type with too few frames for a share of
+    its own gives none, and no type gives all its frames. Single-atom frames (the isolated atoms
+    that set E0) always stay in training. With ``at_least_one_per_type`` every type of two or more
+    frames gives ``round(fraction * size)`` but at least one: the validation set then covers every
+    type, at more than ``fraction`` of the data when there are many small types (the GAP-20
+    recipe's split, ``examples/gap20/prepare.py``).
+    """
     if not 0 < fraction < 1:
         raise ValueError(f"valid fraction must be in (0, 1), got {fraction}")
     rng = np.random.default_rng(seed)
     groups: Dict[str, List[int]] = {}
-    for i, config_type in enumerate(config_types_of(frames)):
-        groups.setdefault(config_type, []).append(i)
-    train, valid = [], []
-    for name in sorted(groups):
+    train: List[int] = []
+    types = config_types_of(frames)
+    sizes = [frames.num_atoms(i) if hasattr(frames, "num_atoms") else len(frames[i].numbers) for i in range(len(types))]
+    for i, config_type in enumerate(types):
+        if sizes[i] == 1:
+            train.append(i)
+        else:
+            groups.setdefault(config_type, []).append(i)
+    names = sorted(groups)
+    shuffled = {}
+    for name in names:
         idx = np.array(groups[name])
         rng.shuffle(idx)
-        n_valid = int(round(fraction * len(idx)))
-        if len(idx) >= 2:
-            n_valid = min(max(n_valid, 1), len(idx) - 1)
-        valid.extend(idx[:n_valid].tolist())
-        train.extend(idx[n_valid:].tolist())
+        shuffled[name] = idx
+    counts = {name: len(groups[name]) for name in names}
+    if at_least_one_per_type:
+        n_valid = {name: int(round(fraction * n)) for name, n in counts.items()}
+        n_valid = {name: min(max(v, 1), counts[name] - 1) if counts[name] >= 2 else v for name, v in n_valid.items()}
+    else:
+        n_valid = _largest_remainders(counts, int(round(fraction * sum(counts.values()))))
+    valid: List[int] = []
+    for name in names:
+        valid.extend(shuffled[name][: n_valid[name]].tolist())
+        train.extend(shuffled[name][n_valid[name] :].tolist())
     return {"train": sorted(train), "valid": sorted(valid)}
+
+
+def _largest_remainders(counts: Dict[str, int], total: int) -> Dict[str, int]:
+    """``total`` shared among the keys of ``counts`` in proportion to their values (Hamilton's
+    method, ties to the larger group, then by name), at most ``count - 1`` each."""
+    whole = sum(counts.values())
+    quota = {name: total * n / whole for name, n in counts.items()} if whole else {}
+    share = {name: min(int(np.floor(q)), max(counts[name] - 1, 0)) for name, q in quota.items()}
+    left = total - sum(share.values())
+    order = sorted(quota, key=lambda name: (-(quota[name] - np.floor(quota[name])), -counts[name], name))
+    for name in order:
+        if left <= 0:
+            break
+        if share[name] < counts[name] - 1:
+            share[name] += 1
+            left -= 1
+    return share

@@ -90,9 +90,12 @@ def split(frames, fraction: float = VALID_FRACTION, seed: int = SEED):
     """Indices of the kept frames split into train/valid, and the dropped frames with reasons."""
     dropped = {i: faulty(a) for i, a in enumerate(frames) if faulty(a)}
     kept = [i for i in range(len(frames)) if i not in dropped]
-    # the split only reads config_type
-    labels = [SimpleNamespace(config_type=frames[i].info.get("config_type", "default")) for i in kept]
-    parts = split_by_config_type(labels, fraction, seed)
+    # the split only reads config_type and the number of atoms
+    labels = [
+        SimpleNamespace(config_type=frames[i].info.get("config_type", "default"), numbers=frames[i].numbers)
+        for i in kept
+    ]
+    parts = split_by_config_type(labels, fraction, seed, at_least_one_per_type=True)
     return {
         "train": [kept[i] for i in parts["train"]],
         "valid": [kept[i] for i in parts["valid"]],

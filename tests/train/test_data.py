@@ -124,3 +124,35 @@ def test_split_of_an_hdf5_file_reads_no_frames(tmp_path, monkeypatch):
     monkeypatch.setattr(HDF5Dataset, "__getitem__", no_reading)
     assert config_types_of(loaded) == [f.config_type for f in frames]
     assert split_by_config_type(loaded, 0.2, seed=3) == split_by_config_type(frames, 0.2, seed=3)
+
+
+def _labels(sizes_by_type, single_atoms=0):
+    from types import SimpleNamespace
+
+    frames = [
+        SimpleNamespace(config_type=name, numbers=np.zeros(5, dtype=np.int32))
+        for name, size in sizes_by_type.items()
+        for _ in range(size)
+    ]
+    frames += [SimpleNamespace(config_type="IsolatedAtom", numbers=np.zeros(1, dtype=np.int32))] * single_atoms
+    return frames
+
+
+def test_split_holds_out_the_asked_fraction_and_keeps_isolated_atoms_in_training():
+    """Many small config types (like GO-MACE-23's 44 types of 1-9 frames) still give the asked
+    fraction; before, every type of two or more frames gave one, 24 % for an asked 2 %."""
+    sizes = {f"type{k:02d}": 1 + k % 9 for k in range(44)}
+    frames = _labels(sizes, single_atoms=3)
+    n_multi = sum(sizes.values())
+    isolated = set(range(n_multi, n_multi + 3))
+    for fraction in (0.02, 0.05, 0.1, 0.2, 0.5):
+        split = split_by_config_type(frames, fraction, seed=1)
+        assert len(split["valid"]) == round(fraction * n_multi), fraction
+        assert isolated <= set(split["train"]) and sorted(split["train"] + split["valid"]) == list(range(len(frames)))
+        trained = {frames[i].config_type for i in split["train"]}
+        assert trained == set(sizes) | {"IsolatedAtom"}  # no type gives all its frames
+    big = split_by_config_type(_labels({"A": 90, "B": 9, "C": 1}), 0.1, seed=0)["valid"]
+    assert len(big) == 10 and sum(i < 90 for i in big) == 9 and 99 not in big  # shares by size
+    old = split_by_config_type(frames, 0.02, seed=1, at_least_one_per_type=True)
+    per_type = {frames[i].config_type for i in old["valid"]}
+    assert per_type == {name for name, size in sizes.items() if size >= 2} and isolated <= set(old["train"])

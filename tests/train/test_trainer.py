@@ -749,3 +749,80 @@ def test_the_ema_decay_warms_up_and_old_checkpoints_keep_the_full_decay(tmp_path
     del state["ema_updates"]
     trainer.load_state_dict(state)
     assert trainer.ema_decay_now() == pytest.approx(0.99)
+
+
+def test_config_file_values_are_converted_like_flags(tmp_path):
+    """YAML reads 1e-3 as text and a mapping as a dict: both work as they would as flags, and a
+    value that cannot be converted is named with its file."""
+    config = tmp_path / "train.yaml"
+    config.write_text("lr: 1e-3\nmax_epochs: 3.0\nspecies: [C]\ne0s: {C: -1.5}\nlazy: true\n")
+    opts = resolve_options([*TINY, "--config", str(config), "--output-dir", str(tmp_path / "r")])
+    assert opts["lr"] == 1e-3 and opts["max_epochs"] == 3 and isinstance(opts["max_epochs"], int)
+    assert opts["species"] == "C" and opts["e0s"] == {"C": -1.5} and opts["lazy"] is True
+    assert build_trainer(opts).model.config.e0s == pytest.approx((-1.5,))
+    for text, message in (
+        ("batch_size: two", "batch_size in .* must be a number, not 'two'"),
+        ("max_epochs: 2.5", "max_epochs in .* must be a whole number"),
+        ("lr: [1, 2]", "lr in .* must be a number"),
+        ("resume: maybe", "resume in .* must be true or false"),
+        ("output_dir: {a: 1}", "output_dir in .* must be text"),
+    ):
+        config.write_text(text + "\n")
+        with pytest.raises(SystemExit, match=message):
+            resolve_options([*TINY, "--config", str(config)])
+
+
+def test_e0s_option_names_its_forms(tmp_path, caplog):
+    common = [*TINY, "--output-dir", str(tmp_path / "r")]
+    for bad in ("avrage", "{C: -1}", "[1, 2]"):
+        with pytest.raises(SystemExit, match="--e0s must be fit .*average.*isolated.*JSON object"):
+            build_trainer(resolve_options([*common, "--e0s", bad]))
+    with pytest.raises(SystemExit, match="--e0s values must be numbers"):
+        build_trainer(resolve_options([*common, "--e0s", '{"C": "low"}']))
+    fitted = build_trainer(resolve_options([*common, "--e0s", "fit"])).model.config.e0s
+    assert build_trainer(resolve_options([*common, "--e0s", "average"])).model.config.e0s == fitted  # MACE's name
+    with caplog.at_level("WARNING", logger="attnmace"):
+        build_trainer(resolve_options([*common, "--e0s", '{"C": -1.0, "N": -3.0}']))
+    assert "['N'] are not among the model's species ['C'] and are ignored" in caplog.text
+
+
+def test_resume_says_which_architecture_options_it_does_not_use(tmp_path, one_step_run, caplog):
+    out = tmp_path / "r"
+    shutil.copytree(one_step_run, out)
+    argv = [*TINY, "--output-dir", str(out), "--resume", "--max-epochs", "1"]
+    with caplog.at_level("WARNING", logger="attnmace"):
+        build_trainer(resolve_options(argv))  # the run's own options: nothing to say
+    assert "options not used" not in caplog.text
+    with caplog.at_level("WARNING", logger="attnmace"):
+        build_trainer(resolve_options([*argv, "--channels", "16"]))
+    assert "options not used, the architecture comes from the model of" in caplog.text
+    assert "channels 16 (used: 4)" in caplog.text
+
+
+def test_an_interrupted_run_says_what_its_checkpoint_holds(tmp_path, monkeypatch, capsys):
+    from attnmace.train import trainer as trainer_module
+
+    run = tmp_path / "r"
+    argv = [*TINY, "--output-dir", str(run), "--max-steps-per-epoch", "2"]
+    assert train_main([*argv, "--max-epochs", "1"]) == 0
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer_module.Trainer, "fit", interrupted)
+    with pytest.raises(SystemExit) as stop:
+        train_main([*argv, "--max-epochs", "2", "--resume"])
+    assert stop.value.code == 130
+    assert f"interrupted; {run / 'checkpoint.pt'} holds epoch 1: continue with --resume" in capsys.readouterr().err
+    meta = read_metadata(run / "model.pt")
+    assert meta["extra"]["training"]["valid_file"] is None  # not the text "None"
+
+
+def test_command_line_tools_give_one_line_errors_for_a_directory(tmp_path, capsys):
+    from attnmace.train import cli
+
+    with pytest.raises(SystemExit) as stop:
+        cli._run(lambda: eval_main([str(tmp_path), FIXTURE]))
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {str(tmp_path)!r} is a directory, not a model file\n"
