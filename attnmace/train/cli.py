@@ -300,6 +300,30 @@ def _e0s(option: str, frames, atomic_numbers: List[int]) -> List[float]:
         raise SystemExit(f"attnmace-train: --e0s values must be numbers (eV), got {given!r}") from None
 
 
+def _warn_short_validation_pairs(inner, frames, atomic_numbers, species, reach: float) -> None:
+    """Warn when validation frames hold pairs closer than the inner cutoffs set from the training
+    frames: below them the network's radial input is frozen, so those pairs are predicted by the
+    ZBL term and the network's response at the cutoff, not by anything trained."""
+    from .stats import shortest_distances
+
+    if not len(frames):
+        return
+    shortest = shortest_distances(frames, atomic_numbers, reach)
+    n = len(species)
+    below = [
+        f"{species[a]}-{species[b]} {shortest[a][b]:.3f} Å (inner cutoff {inner[a][b]:.2f})"
+        for a in range(n)
+        for b in range(a, n)
+        if np.isfinite(shortest[a][b]) and shortest[a][b] < inner[a][b]
+    ]
+    if below:
+        log.warning(
+            "validation frames have pairs closer than the inner cutoffs from the training frames: %s; "
+            "set them with --inner-cutoffs (JSON) or move those frames to training",
+            ", ".join(below),
+        )
+
+
 def _pair_table(inner, species) -> str:
     n = len(species)
     return ", ".join(f"{species[a]}-{species[b]} {inner[a][b]:.2f}" for a in range(n) for b in range(a, n))
@@ -409,6 +433,7 @@ def build_trainer(options: Dict[str, Any]) -> Trainer:
         )
         if inner:
             log.info("inner cutoffs (Å): %s", _pair_table(inner, species))
+            _warn_short_validation_pairs(inner, valid_view, atomic, species, min(overrides["cutoffs"]))
         config = make_config(
             options["preset"],
             species=species,

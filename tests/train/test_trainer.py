@@ -826,3 +826,19 @@ def test_command_line_tools_give_one_line_errors_for_a_directory(tmp_path, capsy
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert err == f"error: {str(tmp_path)!r} is a directory, not a model file\n"
+
+
+def test_validation_pairs_closer_than_the_inner_cutoffs_are_named(tmp_path, caplog):
+    import ase.io
+
+    frames = [a for a in ase.io.read(FIXTURE, ":") if len(a) > 2][:3]
+    atoms = frames[0]
+    direction = atoms.positions[1] - atoms.positions[0]
+    atoms.positions[1] = atoms.positions[0] + 0.9 * direction / np.linalg.norm(direction)
+    valid = tmp_path / "valid.extxyz"
+    ase.io.write(valid, frames)
+    argv = [*TINY, "--output-dir", str(tmp_path / "r"), "--valid-file", str(valid)]
+    with caplog.at_level("WARNING", logger="attnmace"):
+        build_trainer(resolve_options(argv))
+    assert "validation frames have pairs closer than the inner cutoffs" in caplog.text
+    assert "C-C 0.900 Å" in caplog.text
