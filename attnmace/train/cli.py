@@ -68,7 +68,12 @@ TRAIN_OPTIONS: Dict[str, tuple] = {
         "config types by their sizes; single-atom frames stay in training",
     ),
     "energy_key": (str, "REF_energy", "info key of the total energy (eV)"),
-    "forces_key": (str, "REF_forces", "arrays key of the forces (eV/Å)"),
+    "forces_key": (
+        str,
+        "REF_forces",
+        "arrays key of the forces (eV/Å); frames without it are energy-only (no force term), and "
+        "'none' reads every frame as energy-only",
+    ),
     "stress_key": (str, None, "info key of the stress (eV/Å^3, ASE sign)"),
     "virial_key": (str, None, "info key of the virial (eV, = -stress * volume)"),
     "weight_key": (str, "config_weight", "info key of per-configuration loss weights"),
@@ -368,6 +373,11 @@ def build_trainer(options: Dict[str, Any]) -> Trainer:
         split = split_by_config_type(frames, options["valid_fraction"], options["seed"])
         train_frames = valid_frames = frames
         train_idx, valid_idx = split["train"], split["valid"]
+    for name, data in (("training", frames), ("validation", valid_frames if options["valid_file"] else [])):
+        if isinstance(data, list):  # HDF5 files are not read whole for this
+            energy_only = sum(not f.has_forces for f in data)
+            if energy_only:
+                log.info("%d of the %s frames have no forces: energy only, no force term", energy_only, name)
     train_view = _Subset(train_frames, train_idx, _config_type_weights(options, train_frames, train_idx))
     valid_view = _Subset(valid_frames, valid_idx)
 
@@ -698,9 +708,10 @@ def _add_key_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _keys_from_arguments(args) -> DataKeys:
+    forces = args.forces_key
     return DataKeys(
         energy=args.energy_key,
-        forces=args.forces_key,
+        forces=None if forces is None or str(forces).lower() == "none" else forces,
         stress=args.stress_key,
         virial=args.virial_key,
         weight=args.weight_key,
@@ -835,7 +846,7 @@ def _print_metrics(metrics: Dict[str, Any]) -> None:
         print(
             f"{name:<28}{m['n_frames']:>7}{m['energy_rmse_meV_per_atom']:>10.2f}{m['energy_mae_meV_per_atom']:>10.2f}"
             f"{m['energy_mean_error_meV_per_atom']:>+10.2f}"
-            f"{m['forces_rmse_meV_per_A']:>10.1f}{m['forces_mae_meV_per_A']:>10.1f}"
+            f"{m.get('forces_rmse_meV_per_A', np.nan):>10.1f}{m.get('forces_mae_meV_per_A', np.nan):>10.1f}"
         )
     print("(E mean: mean signed error per atom, predicted - reference)")
     if "stress_rmse_meV_per_A3" in metrics["overall"]:

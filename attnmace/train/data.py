@@ -7,7 +7,7 @@ HDF5 layout (``attnmace-preprocess`` writes it, :class:`HDF5Dataset` reads it fr
 
     /numbers     (n_atoms_total,)     int32    atomic numbers, frames concatenated
     /positions   (n_atoms_total, 3)   float64  Å
-    /forces      (n_atoms_total, 3)   float64  eV/Å
+    /forces      (n_atoms_total, 3)   float64  eV/Å; NaN rows for a frame without forces (version 2)
     /offsets     (n_frames + 1,)      int64    frame f is rows offsets[f]:offsets[f+1]
     /cell        (n_frames, 3, 3)     float64  Å
     /pbc         (n_frames, 3)        bool
@@ -15,7 +15,7 @@ HDF5 layout (``attnmace-preprocess`` writes it, :class:`HDF5Dataset` reads it fr
     /stress      (n_frames, 3, 3)     float64  eV/Å^3, ASE sign; NaN where absent
     /weight      (n_frames,)          float64  per-configuration loss weight
     /config_type (n_frames,)          str
-    attrs: format = "attnmace-frames", version = 1, source, keys
+    attrs: format = "attnmace-frames", version = 1 (2 when a frame has no forces), source, keys
 """
 
 import dataclasses
@@ -30,7 +30,7 @@ from ase import Atoms
 from ase.data import chemical_symbols
 
 HDF5_FORMAT = "attnmace-frames"
-HDF5_VERSION = 1
+HDF5_VERSION = 2  # the newest layout read; files whose frames all have forces are written as 1
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class DataKeys:
     """Where the labels live in an extended-XYZ file."""
 
     energy: str = "REF_energy"
-    forces: str = "REF_forces"
+    forces: Optional[str] = "REF_forces"  # None: energy-only data
     stress: Optional[str] = None  # eV/Å^3, ASE sign (3x3 or Voigt 6)
     virial: Optional[str] = None  # eV, virial = -stress * volume (GAP/MACE convention)
     weight: str = "config_weight"
@@ -54,10 +54,11 @@ class Frame:
     cell: np.ndarray  # (3, 3)
     pbc: np.ndarray  # (3,)
     energy: float
-    forces: np.ndarray  # (n_atoms, 3)
+    forces: np.ndarray  # (n_atoms, 3); zeros where the frame has no forces
     stress: Optional[np.ndarray] = None  # (3, 3)
     weight: float = 1.0
     config_type: str = "default"
+    has_forces: bool = True  # False: an energy-only frame, whose forces enter no loss or metric
 
     def to_atoms(self) -> Atoms:
         return Atoms(numbers=self.numbers, positions=self.positions, cell=self.cell, pbc=self.pbc)
@@ -97,13 +98,9 @@ def frame_from_atoms(atoms: Atoms, keys: DataKeys, where: str) -> Frame:
     energy = lookup(keys.energy, per_atom=False)
     if energy is None:
         raise DataError(f"{where}: no energy under key {keys.energy!r} (info keys: {sorted(info)})")
-    forces = lookup(keys.forces, per_atom=True)
-    if forces is None:
-        raise DataError(
-            f"{where}: no forces under key {keys.forces!r} (arrays: {sorted(arrays)}); name the key with "
-            "--forces-key (every frame needs forces: energy-only frames are not supported)"
-        )
-    forces = np.asarray(forces, dtype=np.float64)
+    forces = lookup(keys.forces, per_atom=True) if keys.forces is not None else None
+    has_forces = forces is not None
+    forces = np.asarray(forces, dtype=np.float64) if has_forces else np.zeros((len(atoms), 3))
     if forces.shape != (len(atoms), 3):
         raise DataError(f"{where}: forces have shape {forces.shape}, expected ({len(atoms)}, 3)")
     stress = None
@@ -131,6 +128,7 @@ def frame_from_atoms(atoms: Atoms, keys: DataKeys, where: str) -> Frame:
         stress=stress,
         weight=float(info.get(keys.weight, 1.0)),
         config_type=str(info.get(keys.config_type, "default")),
+        has_forces=has_forces,
     )
 
 
@@ -149,7 +147,14 @@ def read_extxyz(path: Union[str, os.PathLike], keys: DataKeys = DataKeys(), inde
         images = [images]
     if not images:
         raise DataError(f"{path}: contains no frames")
-    return [frame_from_atoms(a, keys, f"{path}, frame {i}") for i, a in enumerate(images)]
+    frames = [frame_from_atoms(a, keys, f"{path}, frame {i}") for i, a in enumerate(images)]
+    if keys.forces is not None and not any(f.has_forces for f in frames):  # most likely a wrong key
+        raise DataError(
+            f"{path}: no frame has forces under key {keys.forces!r} (arrays of frame 0: "
+            f"{sorted(images[0].arrays)}); name the key with --forces-key, or give --forces-key none "
+            "for energy-only data"
+        )
+    return frames
 
 
 def write_hdf5(frames: Sequence[Frame], path: Union[str, os.PathLike], source: str = "", keys: DataKeys = DataKeys()):
@@ -157,13 +162,14 @@ def write_hdf5(frames: Sequence[Frame], path: Union[str, os.PathLike], source: s
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     counts = np.array([len(f.numbers) for f in frames], dtype=np.int64)
+    all_forces = all(f.has_forces for f in frames)
     with h5py.File(tmp, "w") as h5:
-        h5.attrs.update(format=HDF5_FORMAT, version=HDF5_VERSION, source=str(source))
+        h5.attrs.update(format=HDF5_FORMAT, version=1 if all_forces else 2, source=str(source))
         h5.attrs["keys"] = str(dataclasses.asdict(keys))
         h5["offsets"] = np.concatenate([[0], np.cumsum(counts)])
         h5["numbers"] = np.concatenate([f.numbers for f in frames]).astype(np.int32)
         h5["positions"] = np.concatenate([f.positions for f in frames])
-        h5["forces"] = np.concatenate([f.forces for f in frames])
+        h5["forces"] = np.concatenate([f.forces if f.has_forces else np.full_like(f.forces, np.nan) for f in frames])
         h5["cell"] = np.stack([f.cell for f in frames])
         h5["pbc"] = np.stack([f.pbc for f in frames])
         h5["energy"] = np.array([f.energy for f in frames])
@@ -231,16 +237,19 @@ class HDF5Dataset:
         a, b = int(self.offsets[index]), int(self.offsets[index + 1])
         stress = h5["stress"][index]
         config_type = h5["config_type"][index]
+        forces = h5["forces"][a:b]
+        has_forces = not np.isnan(forces).any()
         return Frame(
             numbers=h5["numbers"][a:b],
             positions=h5["positions"][a:b],
             cell=h5["cell"][index],
             pbc=h5["pbc"][index],
             energy=float(h5["energy"][index]),
-            forces=h5["forces"][a:b],
+            forces=forces if has_forces else np.zeros_like(forces),
             stress=None if np.isnan(stress).any() else stress,
             weight=float(h5["weight"][index]),
             config_type=_text(config_type),
+            has_forces=has_forces,
         )
 
     def __iter__(self) -> Iterator[Frame]:

@@ -9,7 +9,16 @@ from .. import keys
 from ..export import load_model_with_metadata, metadata_of
 from .checkpoint import model_from_checkpoint, neither_message
 from .data import DataKeys, check_species, load_frames
-from .graphs import REF_ENERGY, REF_FORCES, REF_STRESS, STRESS_MASK, GraphDataset, collate_graphs, split_by_atoms
+from .graphs import (
+    FORCES_MASK,
+    REF_ENERGY,
+    REF_FORCES,
+    REF_STRESS,
+    STRESS_MASK,
+    GraphDataset,
+    collate_graphs,
+    split_by_atoms,
+)
 
 #: Thresholds of the relative force error |ΔF|/|F| (the paper's Figure 2, right).
 OUTLIER_THRESHOLDS = np.logspace(-1, 3, 13)
@@ -39,6 +48,7 @@ def predict(
                 "ref_energy": float(item[REF_ENERGY][0]),
                 "ref_forces": item[REF_FORCES].double().numpy(),
                 "num_atoms": counts[g],
+                "has_forces": bool(item[FORCES_MASK][0] > 0),  # False: energy only (ref_forces zeros)
             }
             if stress and bool(item[STRESS_MASK][0] > 0):
                 res["stress"] = out[keys.STRESS][g].detach().cpu().double().numpy()
@@ -101,18 +111,27 @@ def load_for_evaluation(path, device: str = "cpu") -> Tuple[torch.nn.Module, Dic
         return model.to(device), meta
 
 
+def _with_forces(preds: List[Dict[str, np.ndarray]]) -> List[Dict[str, np.ndarray]]:
+    return [p for p in preds if p.get("has_forces", True)]
+
+
 def _block(preds: List[Dict[str, np.ndarray]]) -> Dict[str, float]:
+    """Errors of ``preds``; the force ones over the frames with forces, absent when none has."""
     de = np.array([(p["energy"] - p["ref_energy"]) / p["num_atoms"] for p in preds]) * 1e3
-    df = np.concatenate([(p["forces"] - p["ref_forces"]).ravel() for p in preds]) * 1e3
     out = {
         "n_frames": len(preds),
         "n_atoms": int(sum(p["num_atoms"] for p in preds)),
         "energy_rmse_meV_per_atom": float(np.sqrt(np.mean(de**2))),
         "energy_mae_meV_per_atom": float(np.mean(np.abs(de))),
         "energy_mean_error_meV_per_atom": float(np.mean(de)),  # predicted - reference: a shared offset
-        "forces_rmse_meV_per_A": float(np.sqrt(np.mean(df**2))),
-        "forces_mae_meV_per_A": float(np.mean(np.abs(df))),
     }
+    with_forces = _with_forces(preds)
+    if with_forces:
+        df = np.concatenate([(p["forces"] - p["ref_forces"]).ravel() for p in with_forces]) * 1e3
+        out["forces_rmse_meV_per_A"] = float(np.sqrt(np.mean(df**2)))
+        out["forces_mae_meV_per_A"] = float(np.mean(np.abs(df)))
+        if len(with_forces) < len(preds):
+            out["n_frames_with_forces"] = len(with_forces)
     with_stress = [p for p in preds if "stress" in p]
     if with_stress:
         ds = np.concatenate([(p["stress"] - p["ref_stress"]).ravel() for p in with_stress]) * 1e3
@@ -122,7 +141,11 @@ def _block(preds: List[Dict[str, np.ndarray]]) -> Dict[str, float]:
 
 
 def force_outliers(preds: List[Dict[str, np.ndarray]], thresholds=OUTLIER_THRESHOLDS) -> Dict[str, List[float]]:
-    """Fraction of atoms whose relative force error |ΔF| / |F_ref| exceeds each threshold."""
+    """Fraction of atoms whose relative force error |ΔF| / |F_ref| exceeds each threshold (over the
+    frames with forces; NaN when there are none)."""
+    preds = _with_forces(preds)
+    if not preds:
+        return {"thresholds": [float(t) for t in thresholds], "fraction": [float("nan")] * len(thresholds)}
     err = np.concatenate([np.linalg.norm(p["forces"] - p["ref_forces"], axis=1) for p in preds])
     ref = np.concatenate([np.linalg.norm(p["ref_forces"], axis=1) for p in preds])
     relative = err / np.maximum(ref, 1e-8)
@@ -156,13 +179,14 @@ def parity_plots(preds: List[Dict[str, np.ndarray]], folder, title: str = "") ->
     paths = []
     e_ref = np.array([p["ref_energy"] / p["num_atoms"] for p in preds])
     e_pred = np.array([p["energy"] / p["num_atoms"] for p in preds])
-    f_ref = np.concatenate([p["ref_forces"].ravel() for p in preds])
-    f_pred = np.concatenate([p["forces"].ravel() for p in preds])
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
-    for ax, ref, pred, label in (
-        (axes[0], e_ref, e_pred, "energy (eV/atom)"),
-        (axes[1], f_ref, f_pred, "force (eV/Å)"),
-    ):
+    with_forces = _with_forces(preds)
+    panels = [(e_ref, e_pred, "energy (eV/atom)")]
+    if with_forces:
+        f_ref = np.concatenate([p["ref_forces"].ravel() for p in with_forces])
+        f_pred = np.concatenate([p["forces"].ravel() for p in with_forces])
+        panels.append((f_ref, f_pred, "force (eV/Å)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4.2), squeeze=False)
+    for ax, (ref, pred, label) in zip(axes[0], panels):
         lo, hi = min(ref.min(), pred.min()), max(ref.max(), pred.max())
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
         ax.scatter(ref, pred, s=4, alpha=0.5)
@@ -173,6 +197,8 @@ def parity_plots(preds: List[Dict[str, np.ndarray]], folder, title: str = "") ->
     paths.append(str(folder / "parity.png"))
     fig.savefig(paths[-1], dpi=120)
     plt.close(fig)
+    if not with_forces:
+        return paths
     out = force_outliers(preds)
     fig, ax = plt.subplots(figsize=(4.5, 3.5))
     ax.loglog(out["thresholds"], np.maximum(out["fraction"], 1e-7), "o-")

@@ -12,6 +12,7 @@ REF_ENERGY = "ref_energy"  # (n_graphs,) eV
 REF_FORCES = "ref_forces"  # (n_atoms, 3) eV/Å
 REF_STRESS = "ref_stress"  # (n_graphs, 3, 3) eV/Å^3 (zeros where absent)
 STRESS_MASK = "stress_mask"  # (n_graphs,) 1.0 where the frame has a stress label
+FORCES_MASK = "forces_mask"  # (n_graphs,) 1.0 where the frame has forces (0: energy only)
 WEIGHT = "weight"  # (n_graphs,) configuration weight
 NUM_ATOMS = "num_atoms"  # (n_graphs,)
 
@@ -52,6 +53,7 @@ class GraphDataset(torch.utils.data.Dataset):
         graph[REF_FORCES] = torch.tensor(frame.forces, dtype=self.dtype)
         graph[REF_STRESS] = torch.tensor(frame.stress if has_stress else np.zeros((3, 3)), dtype=self.dtype)[None]
         graph[STRESS_MASK] = torch.tensor([1.0 if has_stress else 0.0], dtype=self.dtype)
+        graph[FORCES_MASK] = torch.tensor([1.0 if frame.has_forces else 0.0], dtype=self.dtype)
         graph[WEIGHT] = torch.tensor([frame.weight], dtype=self.dtype)
         graph[NUM_ATOMS] = torch.tensor([len(frame.numbers)], dtype=self.dtype)
         if self._cache is not None:

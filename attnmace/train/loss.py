@@ -6,7 +6,7 @@ from typing import Dict, Optional
 import torch
 
 from .. import keys
-from .graphs import NUM_ATOMS, REF_ENERGY, REF_FORCES, REF_STRESS, STRESS_MASK, WEIGHT
+from .graphs import FORCES_MASK, NUM_ATOMS, REF_ENERGY, REF_FORCES, REF_STRESS, STRESS_MASK, WEIGHT
 
 
 @dataclass(frozen=True)
@@ -26,16 +26,23 @@ def _error(pred: torch.Tensor, ref: torch.Tensor, delta: float) -> torch.Tensor:
     return (pred - ref) ** 2
 
 
+def _force_weights(batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+    """Each structure's weight for its force terms: 0 for energy-only frames (forces mask 0; a
+    batch without the mask has forces everywhere)."""
+    mask = batch.get(FORCES_MASK)
+    return batch[WEIGHT] if mask is None else batch[WEIGHT] * mask
+
+
 def loss_norms(*batches: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """The denominators of the loss terms of the batch made of ``batches`` (the parts of one batch,
-    or one batch): its summed structure weights (energy), three times its summed atom weights
-    (forces) and its summed stress weights.
+    or one batch): its summed structure weights (energy), three times the summed weights of its
+    atoms with forces (forces) and its summed stress weights.
 
     Passing the norms of a whole batch to :func:`compute_loss` of each of its parts makes the parts'
     losses sum to the whole batch's loss, so their gradients, accumulated, are the batch's.
     """
     energy = sum(b[WEIGHT].sum() for b in batches)
-    forces = sum(b[WEIGHT].index_select(0, b[keys.BATCH]).sum() for b in batches)
+    forces = sum(_force_weights(b).index_select(0, b[keys.BATCH]).sum() for b in batches)
     stress = sum((b[STRESS_MASK] * b[WEIGHT]).sum() for b in batches)
     return {"energy": energy.clamp_min(1e-12), "forces": 3.0 * forces.clamp_min(1e-12), "stress": stress}
 
@@ -58,7 +65,7 @@ def compute_loss(
     n = batch[NUM_ATOMS]
     e_err = _error(out[keys.ENERGY] / n, batch[REF_ENERGY] / n, w.huber_delta)
     energy = (weight * e_err).sum() / norms["energy"]
-    atom_weight = weight.index_select(0, batch[keys.BATCH]).unsqueeze(-1)  # (n_atoms, 1)
+    atom_weight = _force_weights(batch).index_select(0, batch[keys.BATCH]).unsqueeze(-1)  # (n_atoms, 1)
     f_err = _error(out[keys.FORCES], batch[REF_FORCES], w.huber_delta)
     forces = (atom_weight * f_err).sum() / norms["forces"]
     parts = {"energy": energy, "forces": forces}

@@ -59,8 +59,9 @@ def scale_and_shift(frames, atomic_numbers: Sequence[int], e0s: Sequence[float])
         frame = frames[f]
         reference = sum(e0[int(z)] for z in frame.numbers)
         per_atom.append((frame.energy - reference) / len(frame.numbers))
-        squares += float((frame.forces**2).sum())
-        components += frame.forces.size
+        if getattr(frame, "has_forces", True):
+            squares += float((frame.forces**2).sum())
+            components += frame.forces.size
     scale = float(np.sqrt(squares / max(components, 1)))
     return {"shift": float(np.mean(per_atom)), "scale": scale if scale > 1e-6 else 1.0}
 

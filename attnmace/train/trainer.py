@@ -32,7 +32,7 @@ from ..export import export_model
 from ..model import AttnMACE, build_model, copy_weights, count_parameters
 from .checkpoint import write_snapshot
 from .evaluate import compute_metrics, predict
-from .graphs import STRESS_MASK, collate_graphs, split_by_atoms
+from .graphs import FORCES_MASK, STRESS_MASK, collate_graphs, split_by_atoms
 from .loss import LossWeights, compute_loss, loss_norms
 
 log = logging.getLogger("attnmace.train")
@@ -274,7 +274,9 @@ class Trainer:
         return {
             "train_loss": sums["loss"] / frames,
             "train_energy_rmse_meV_per_atom": 1e3 * math.sqrt(sums["e_sq"] / frames),
-            "train_forces_rmse_meV_per_A": 1e3 * math.sqrt(sums["f_sq"] / max(sums["comps"], 1.0)),
+            "train_forces_rmse_meV_per_A": (
+                1e3 * math.sqrt(sums["f_sq"] / sums["comps"]) if sums["comps"] > 0 else float("nan")
+            ),
         }
 
     def _train_step(self, net: torch.nn.Module, idx: List[int], sums: Dict[str, float]) -> float:
@@ -304,8 +306,9 @@ class Trainer:
                 n = batch["num_atoms"]
                 total += float(parts["total"])
                 sums["e_sq"] += float((((out[keys.ENERGY] - batch["ref_energy"]) / n) ** 2).sum())
-                sums["f_sq"] += float(((out[keys.FORCES] - batch["ref_forces"]) ** 2).sum())
-                sums["comps"] += out[keys.FORCES].numel()
+                has = batch[FORCES_MASK].index_select(0, batch[keys.BATCH]).unsqueeze(-1)  # energy-only: 0
+                sums["f_sq"] += float((has * (out[keys.FORCES] - batch["ref_forces"]) ** 2).sum())
+                sums["comps"] += 3.0 * float(has.sum())
             del out, parts  # free this part's graph before the next one is built
         if s.clip_grad > 0:
             norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.clip_grad)
@@ -378,10 +381,9 @@ class Trainer:
         metrics = compute_metrics(preds, self.valid_config_types)
         w = self.loss_weights
         overall = metrics["overall"]
-        loss = (
-            w.energy * (overall["energy_rmse_meV_per_atom"] * 1e-3) ** 2
-            + w.forces * (overall["forces_rmse_meV_per_A"] * 1e-3) ** 2
-        )
+        loss = w.energy * (overall["energy_rmse_meV_per_atom"] * 1e-3) ** 2
+        if "forces_rmse_meV_per_A" in overall:  # absent when no validation frame has forces
+            loss += w.forces * (overall["forces_rmse_meV_per_A"] * 1e-3) ** 2
         return {"valid_loss": loss, "metrics": metrics}
 
     def fit(self) -> Dict[str, Any]:
@@ -427,7 +429,7 @@ class Trainer:
             row.update(
                 valid_loss=valid["valid_loss"],
                 valid_energy_rmse_meV_per_atom=overall["energy_rmse_meV_per_atom"],
-                valid_forces_rmse_meV_per_A=overall["forces_rmse_meV_per_A"],
+                valid_forces_rmse_meV_per_A=overall.get("forces_rmse_meV_per_A", float("nan")),
             )
             if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 self.scheduler.step(valid["valid_loss"])

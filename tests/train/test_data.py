@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import ase.io
+import h5py
 import numpy as np
 import pytest
 
@@ -49,11 +50,28 @@ def test_missing_energy_key_names_file_and_frame(tmp_path):
         read_extxyz(FIXTURE, DataKeys(energy="energy_dft"))
 
 
-def test_frame_without_forces(tmp_path):
-    frames = ase.io.read(FIXTURE, ":2")
+def test_frames_without_forces_are_energy_only(tmp_path):
+    """A frame without the forces key is read as energy-only; a file where no frame has them is
+    most likely a wrong key and is refused, unless the keys say the data have no forces (None)."""
+    frames = [a for a in ase.io.read(FIXTURE, ":") if len(a) > 1][:3]
     del frames[1].arrays["REF_forces"]
-    with pytest.raises(DataError, match=r"frame 1: no forces under key 'REF_forces'"):
-        read_extxyz(_write(tmp_path, frames), KEYS)
+    read = read_extxyz(_write(tmp_path, frames), KEYS)
+    assert [f.has_forces for f in read] == [True, False, True]
+    assert np.array_equal(read[1].forces, np.zeros((len(frames[1]), 3)))
+    with pytest.raises(DataError, match=r"no frame has forces under key 'forces_dft'.*--forces-key none"):
+        read_extxyz(FIXTURE, DataKeys(forces="forces_dft"))
+    energy_only = read_extxyz(FIXTURE, DataKeys(forces=None))
+    assert not any(f.has_forces for f in energy_only)
+    h5 = tmp_path / "mixed.h5"
+    write_hdf5(read, h5)
+    loaded = load_frames(h5)
+    assert [f.has_forces for f in loaded] == [True, False, True]
+    assert np.array_equal(loaded[0].forces, read[0].forces) and np.array_equal(loaded[1].forces, read[1].forces)
+    with h5py.File(h5, "r") as f:
+        assert f.attrs["version"] == 2  # NaN rows: older readers must not take them for forces
+    write_hdf5(read_extxyz(FIXTURE, KEYS), tmp_path / "all.h5")
+    with h5py.File(tmp_path / "all.h5", "r") as f:
+        assert f.attrs["version"] == 1
 
 
 def test_malformed_and_missing_files(tmp_path):

@@ -75,6 +75,21 @@ def test_loss_terms():
     assert huber["forces"] < parts["forces"]
 
 
+def test_energy_only_frames_have_no_force_term():
+    from attnmace.train.graphs import FORCES_MASK, REF_FORCES
+
+    batch = _batch()
+    out = {keys.ENERGY: torch.tensor([-3.0, -1.0]), keys.FORCES: torch.tensor([[0.0, 0, 0], [0, 0, 0], [3.0, 0, 0]])}
+    full = compute_loss(out, batch, LossWeights(stress=0.0))
+    batch[FORCES_MASK] = torch.tensor([1.0, 0.0])  # the second structure (atom 2) is energy-only
+    masked = compute_loss(out, batch, LossWeights(stress=0.0))
+    assert full["forces"] > 0 and masked["forces"] == 0 and masked["energy"] == full["energy"]
+    batch[REF_FORCES] = batch[REF_FORCES] + torch.tensor([[0.0, 0, 0], [0, 0, 0], [7.0, 0, 0]])  # its forces: unused
+    assert compute_loss(out, batch, LossWeights(stress=0.0))["total"] == masked["total"]
+    batch = dict(_batch(), **{FORCES_MASK: torch.tensor([0.0, 1.0])})
+    assert torch.isclose(compute_loss(out, batch, LossWeights())["forces"], torch.tensor(9.0 / 3.0))  # one atom
+
+
 def test_huber_loss_backward_with_float64_energy_and_float32_references():
     # the model returns its energy in float64 whatever its dtype; the references are float32
     batch = {k: (v.float() if v.is_floating_point() else v) for k, v in _batch().items()}

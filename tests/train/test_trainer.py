@@ -842,3 +842,42 @@ def test_validation_pairs_closer_than_the_inner_cutoffs_are_named(tmp_path, capl
         build_trainer(resolve_options(argv))
     assert "validation frames have pairs closer than the inner cutoffs" in caplog.text
     assert "C-C 0.900 Å" in caplog.text
+
+
+def test_training_and_evaluation_with_energy_only_frames(tmp_path, capsys, caplog):
+    """Frames without forces train on their energies only; a set without any forces trains and
+    evaluates on energies (--forces-key none), with no force metrics."""
+    import ase.io
+
+    frames = [a for a in ase.io.read(FIXTURE, ":") if len(a) > 1][:12]
+    for atoms in frames[::2]:
+        del atoms.arrays["REF_forces"]
+    mixed = tmp_path / "mixed.extxyz"
+    ase.io.write(mixed, frames)
+    run = tmp_path / "r"
+    argv = [*TINY, "--train-file", str(mixed), "--output-dir", str(run), "--max-steps-per-epoch", "2"]
+    with caplog.at_level("INFO", logger="attnmace"):
+        assert train_main([*argv, "--max-epochs", "1", "--valid-fraction", "0.25"]) == 0
+    assert "6 of the training frames have no forces: energy only" in caplog.text
+    history = list(csv.DictReader(open(run / "metrics.csv")))
+    assert np.isfinite(float(history[0]["train_forces_rmse_meV_per_A"]))
+
+    energy_only = [*argv, "--forces-key", "none", "--output-dir", str(tmp_path / "e")]
+    assert train_main([*energy_only, "--max-epochs", "1"]) == 0
+    row = list(csv.DictReader(open(tmp_path / "e" / "metrics.csv")))[0]
+    assert row["train_forces_rmse_meV_per_A"] == "nan" and row["valid_forces_rmse_meV_per_A"] == "nan"
+    assert np.isfinite(float(row["valid_loss"])) and np.isfinite(float(row["valid_energy_rmse_meV_per_atom"]))
+
+    capsys.readouterr()
+    out_json = tmp_path / "eval.json"
+    plots = tmp_path / "plots"
+    assert eval_main([str(run / "model.pt"), str(mixed), "--json", str(out_json), "--plots", str(plots)]) == 0
+    overall = json.loads(out_json.read_text())["overall"]
+    assert overall["n_frames"] == 12 and overall["n_frames_with_forces"] == 6 and "forces_rmse_meV_per_A" in overall
+    calc = AttnMACECalculator(run / "model.pt")
+    expected = np.concatenate([calc.get_forces(a) - a.arrays["REF_forces"] for a in frames[1::2]])
+    assert overall["forces_rmse_meV_per_A"] == pytest.approx(1e3 * np.sqrt(np.mean(expected**2)), rel=1e-6)
+    capsys.readouterr()
+    assert eval_main([str(run / "model.pt"), str(mixed), "--forces-key", "none", "--plots", str(plots)]) == 0
+    printed = capsys.readouterr().out
+    assert "nan" in printed.splitlines()[2]  # the overall row: no force errors
