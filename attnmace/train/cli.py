@@ -432,6 +432,8 @@ def build_trainer(options: Dict[str, Any]) -> Trainer:
         overrides = {k: options[k] for k in _MODEL_FIELDS if options.get(k) is not None}
         overrides["cutoffs"] = tuple(options["cutoffs"])
         e0s = _e0s(options["e0s"], e0_view, atomic)
+        how = options["e0s"] if options["e0s"] in ("fit", "average", "isolated") else "given"
+        log.info("E0s (eV, %s): %s", how, ", ".join(f"{s} {e:.6g}" for s, e in zip(species, e0s)))
         stats = scale_and_shift(train_view, atomic, e0s)
         inner = _inner_cutoffs(
             options["inner_cutoffs"],

@@ -859,6 +859,7 @@ def test_training_and_evaluation_with_energy_only_frames(tmp_path, capsys, caplo
     with caplog.at_level("INFO", logger="attnmace"):
         assert train_main([*argv, "--max-epochs", "1", "--valid-fraction", "0.25"]) == 0
     assert "6 of the training frames have no forces: energy only" in caplog.text
+    assert "E0s (eV, fit): C " in caplog.text
     history = list(csv.DictReader(open(run / "metrics.csv")))
     assert np.isfinite(float(history[0]["train_forces_rmse_meV_per_A"]))
 
