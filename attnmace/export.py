@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import warnings
@@ -34,8 +35,11 @@ def _quiet_torchscript():
 
 
 def _script(model: torch.nn.Module) -> torch.jit.ScriptModule:
+    """TorchScript of a copy of ``model``: e3nn's ``script`` replaces submodules by their compiled
+    versions in place, after which a deep copy of the model would hold plain tensors, not
+    parameters, and its layers would run as TorchScript."""
     with _quiet_torchscript():
-        return script(model)
+        return script(copy.deepcopy(model).eval())
 
 
 def metadata_of(model: AttnMACE) -> Dict[str, Any]:
@@ -78,12 +82,7 @@ def export_model(model: AttnMACE, path: Union[str, os.PathLike], extra: Dict[str
     metadata = metadata_of(model)
     if extra:
         metadata["extra"] = extra
-    was_training = model.training
-    model.eval()
-    try:
-        scripted = _script(model)
-    finally:
-        model.train(was_training)
+    scripted = _script(model)  # of a copy in eval mode: the caller's model is left as it was
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

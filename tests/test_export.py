@@ -199,3 +199,16 @@ def test_logit_cap_survives_export_and_rebuild(tmp_path):
     assert removed(dict(data), compute_forces=False)[keys.ENERGY].item() == pytest.approx(
         model(dict(data), compute_forces=False)[keys.ENERGY].item(), abs=1e-12
     )
+
+
+def test_export_leaves_the_model_as_it_was(tmp_path):
+    """e3nn's scripting compiles submodules in place; the export works on a copy, so the model
+    stays eager, in its mode, and copyable (before, a deep copy of an exported model held plain
+    tensors instead of parameters)."""
+    from attnmace.model import build_model
+
+    model = build_model(config=tiny_model().config).train()
+    before = {name: type(module) for name, module in model.named_modules()}
+    export_model(model, tmp_path / "m.pt")
+    assert model.training and {name: type(module) for name, module in model.named_modules()} == before
+    assert all(isinstance(p, torch.nn.Parameter) for p in copy.deepcopy(model).parameters())
