@@ -208,15 +208,29 @@ class AttnMACECalculator(Calculator):
         self.neighbours = NeighbourListCache(self.r_max, skin)
 
     def set(self, **kwargs) -> dict:
-        """Parameters of ASE's ``Calculator.set``. The model, its dtype and the recorded species and
-        cutoffs are fixed when the calculator is made: changing them raises (make a new calculator);
-        setting them to their current values is allowed."""
+        """ASE's ``Calculator.set``. ``skin`` may be changed (the neighbour list is rebuilt at the
+        next call). The model, its dtype, the recorded species and cutoffs and the device are fixed
+        when the calculator is made: changing them raises ``ValueError`` (make a new calculator);
+        setting them to their current values is allowed. Other names raise ``TypeError``, as the
+        constructor's do, instead of being recorded and ignored."""
+        unknown = sorted(set(kwargs) - set(_FIXED) - {"skin", "device"})
+        if unknown:
+            raise TypeError(
+                f"AttnMACECalculator.set got unknown parameter(s) {unknown}; "
+                f"it takes skin (and the fixed {list(_FIXED)} and device)"
+            )
         fixed = {key: value for key, value in kwargs.items() if key in _FIXED and self.parameters.get(key) != value}
+        if "device" in kwargs and resolve_device(kwargs["device"]) != self.device:
+            fixed["device"] = kwargs["device"]
         if fixed:
             raise ValueError(
                 f"AttnMACECalculator: {', '.join(sorted(fixed))} cannot be changed with set(); "
                 "make a new calculator instead"
             )
+        kwargs.pop("device", None)
+        if "skin" in kwargs:
+            skin = kwargs.pop("skin")
+            self.neighbours = NeighbourListCache(self.r_max, skin)  # checks the value
         return super().set(**kwargs)
 
     def _run(
@@ -272,7 +286,9 @@ class AttnMACECalculator(Calculator):
         periodic_3d = bool(self.atoms.pbc.all())
         if "stress" in properties and not periodic_3d:
             raise PropertyNotImplementedError(
-                f"stress is defined for 3-D periodic cells only (pbc={self.atoms.pbc.tolist()})"
+                f"stress is defined for 3-D periodic cells only (pbc={self.atoms.pbc.tolist()}); for a slab, "
+                f"make it periodic in every direction with more than {self.r_max:g} Å of vacuum (the largest "
+                "cutoff), which gives the same energies and forces, and mask the cell's out-of-plane strain"
             )
         _, out = self._run(self.atoms, forces=True, stress=periodic_3d)
         energy = float(out[keys.ENERGY].sum().detach().cpu())

@@ -77,7 +77,7 @@ def test_slab_and_molecule_have_no_stress(model_file):
     for atoms in (slab(), cluster()):
         atoms.calc = AttnMACECalculator(model_file)
         assert np.isfinite(atoms.get_forces()).all()
-        with pytest.raises(PropertyNotImplementedError, match="3-D periodic"):
+        with pytest.raises(PropertyNotImplementedError, match="3-D periodic.*more than 3 Å of vacuum"):
             atoms.get_stress()
 
 
@@ -408,3 +408,16 @@ def test_parameters_record_the_model_in_trajectories_and_databases(model_file, t
         calc.set(dtype="float64")
     with pytest.raises(ValueError, match="model cannot be changed"):
         calc.set(model="gap20.pt")
+    # unknown names are refused as the constructor's are; the device is fixed; the skin may change
+    with pytest.raises(TypeError, match=r"unknown parameter\(s\) \['dtpye'\]"):
+        calc.set(dtpye="float64")
+    assert "dtpye" not in calc.parameters
+    calc.set(device="cpu")  # its own device: allowed
+    with pytest.raises(ValueError):
+        calc.set(device="cuda:7")  # unavailable or another device: refused either way
+    energy = atoms.get_potential_energy()
+    calc.set(skin=0.0)
+    assert calc.neighbours.skin == 0.0 and "skin" not in calc.parameters
+    assert atoms.get_potential_energy() == pytest.approx(energy, rel=1e-6)
+    with pytest.raises(ValueError, match="skin must be a finite number"):
+        calc.set(skin=-1.0)
