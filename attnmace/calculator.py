@@ -19,7 +19,7 @@ from . import keys
 from ._version import __version__
 from .config import ModelConfig
 from .export import eager_from_scripted, load_model_with_metadata, metadata_of
-from .graph import NeighbourListCache, atoms_to_graph
+from .graph import NeighbourListCache, atoms_to_graph, lattice_offsets
 from .model import AttnMACE, build_model, copy_weights
 from .nn.cutoff import polynomial_envelope, soft_floor
 from .runtime import resolve_device, retain_freed_memory
@@ -326,6 +326,8 @@ class AttnMACECalculator(Calculator):
         if atoms is None:
             raise ValueError("get_attention needs atoms")
         data, out = self._run(atoms, forces=False, stress=False, attention=True)
+        # the model's positions are wrapped into the cell; the shifts returned are for atoms.positions
+        offsets = lattice_offsets(atoms.get_positions(), np.asarray(atoms.get_cell()), atoms.get_pbc())
         cell = data[keys.CELL][0]
         pos = data[keys.POSITIONS]
         config = self.metadata["config"]
@@ -355,7 +357,7 @@ class AttnMACECalculator(Calculator):
                 {
                     "i": i.cpu().numpy(),
                     "j": j.cpu().numpy(),
-                    "shift": shift.cpu().numpy().astype(np.int64),
+                    "shift": shift.cpu().numpy().astype(np.int64) - offsets[j.cpu().numpy()] + offsets[i.cpu().numpy()],
                     "distance": dist.detach().cpu().double().numpy(),
                     "weights": weights.cpu().double().numpy(),
                     "multipliers": multipliers.cpu().double().numpy(),

@@ -134,6 +134,18 @@ def check_overlaps(positions: np.ndarray, cell: np.ndarray, edge_index: np.ndarr
         )
 
 
+def lattice_offsets(positions: np.ndarray, cell: np.ndarray, pbc: Sequence[bool]) -> np.ndarray:
+    """Integer cell vectors ``n`` ``(n_atoms, 3)`` that bring each atom into the cell along its
+    periodic directions (``positions - n @ cell``; 0 along the others)."""
+    from ase.geometry import complete_cell
+
+    periodic = np.asarray(pbc, dtype=bool)
+    if not periodic.any() or len(positions) == 0:
+        return np.zeros((len(positions), 3), dtype=np.int64)
+    scaled = np.linalg.solve(complete_cell(cell).T, positions.T).T
+    return np.where(periodic, np.floor(scaled), 0.0).astype(np.int64)
+
+
 def atoms_to_graph(
     atoms: Atoms,
     atomic_numbers: Sequence[int],
@@ -143,6 +155,10 @@ def atoms_to_graph(
     neighbours: Optional[NeighbourListCache] = None,
 ) -> Dict[str, torch.Tensor]:
     """Check ``atoms`` and convert it to the model's input dictionary (one structure).
+
+    Positions are wrapped into the cell along periodic directions (:func:`lattice_offsets`) and the
+    edges' cell shifts adjusted to match: the same edge vectors, without the digits a float32
+    model would lose on atoms far outside the cell.
 
     Args:
         neighbours: a :class:`NeighbourListCache` at ``r_max`` to reuse across calls (MD);
@@ -161,6 +177,12 @@ def atoms_to_graph(
     else:
         edge_index, shifts = neighbours.get(positions, cell, pbc, atoms.numbers)
     check_overlaps(positions, cell, edge_index, shifts)
+    # the model gets positions wrapped into the cell (in float64, before any cast): atoms that
+    # drifted far in a long MD run would otherwise lose digits in float32 edge vectors
+    offsets = lattice_offsets(positions, cell, pbc)
+    if offsets.any():
+        positions = positions - offsets @ cell
+        shifts = shifts + offsets[edge_index[1]] - offsets[edge_index[0]]
     lookup = np.full(max(max(atomic_numbers), int(atoms.numbers.max(initial=0))) + 1, -1, dtype=np.int64)
     lookup[list(atomic_numbers)] = np.arange(len(atomic_numbers))
     n = len(atoms)

@@ -140,6 +140,27 @@ def test_attention_multipliers_are_those_the_model_applies():
         assert np.allclose(u_count, 1.0) and layer["multipliers"].std() > 1e-3
 
 
+def test_atoms_far_outside_the_cell_keep_float32_precision(model_file):
+    """Long MD leaves atoms unwrapped, far from the cell; the model gets them wrapped in float64,
+    so a float32 calculator gives the numbers of the wrapped cell (before: 0.04 eV/Å off at
+    18,500 Å), and get_attention's shifts still refer to the atoms' own positions."""
+    atoms = triclinic()
+    far = atoms.copy()
+    far.positions += 3000 * far.cell.sum(axis=0)  # every atom 3000 cell vectors away
+    far.positions[0] -= 7 * far.cell[1]  # and one of them elsewhere
+    for dtype, tol in (("float32", 2e-5), ("float64", 1e-10)):
+        calc = AttnMACECalculator(model_file, dtype=dtype)
+        energy, forces = calc.get_potential_energy(atoms), calc.get_forces(atoms)
+        stress = calc.get_stress(atoms)
+        assert calc.get_potential_energy(far) == pytest.approx(energy, rel=tol, abs=tol)
+        np.testing.assert_allclose(calc.get_forces(far), forces, rtol=0, atol=50 * tol)
+        np.testing.assert_allclose(calc.get_stress(far), stress, rtol=0, atol=tol)
+    calc = AttnMACECalculator(model_file)
+    for layer in calc.get_attention(far):
+        vectors = far.positions[layer["j"]] - far.positions[layer["i"]] + layer["shift"] @ far.cell.array
+        np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), layer["distance"], rtol=0, atol=1e-8)
+
+
 def test_get_attention_without_heads(tmp_path):
     path = export_model(tiny_model(0), tmp_path / "plain.pt")
     with pytest.raises(ValueError, match="no attention heads"):
