@@ -117,7 +117,8 @@ class AttnMACECalculator(Calculator):
         model: a path to an exported model, the name of a shipped model (``"gap20.pt"``), or an
             :class:`~attnmace.model.AttnMACE` / TorchScript module.
         device: ``"cpu"``, ``"cuda"``, ...; defaults to CUDA when available.
-        dtype: ``"float64"`` or ``"float32"`` (the total energy is summed in float64 either way).
+        dtype: ``"float64"`` or ``"float32"`` (or ``torch.float64`` / ``torch.float32``; the total
+            energy is summed in float64 either way).
         skin: the neighbour list is built at ``max(cutoffs) + skin`` Å and reused until an atom
             has moved more than ``skin / 2`` or the cell changes (0 rebuilds it every call);
             results are identical to rebuilding.
@@ -153,7 +154,7 @@ class AttnMACECalculator(Calculator):
         model: Union[str, os.PathLike, torch.nn.Module],
         *,
         device: Optional[Union[str, torch.device]] = None,
-        dtype: str = "float64",
+        dtype: Union[str, torch.dtype] = "float64",
         skin: float = 0.5,
         compile: Union[bool, str] = False,
         torchscript: bool = False,
@@ -168,6 +169,8 @@ class AttnMACECalculator(Calculator):
             )
         super().__init__(**kwargs)
         retain_freed_memory()  # reuse the pages of one step in the next (see attnmace.runtime)
+        if isinstance(dtype, torch.dtype):  # torch.float64 / torch.float32 as well as their names
+            dtype = str(dtype).replace("torch.", "")
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
         self.device = resolve_device(device)

@@ -274,6 +274,13 @@ def test_shipped_model_found_by_name_from_any_directory(model_file, tmp_path, mo
         AttnMACECalculator("gap20.pt")
 
 
+def test_dtype_may_be_given_as_a_torch_dtype(model_file):
+    calc = AttnMACECalculator(model_file, dtype=torch.float32)
+    assert calc.dtype == torch.float32 and calc.todict()["dtype"] == "float32"
+    with pytest.raises(ValueError, match="dtype must be 'float64' or 'float32', got 'float16'"):
+        AttnMACECalculator(model_file, dtype=torch.float16)
+
+
 def test_negative_skin_is_rejected(model_file):
     with pytest.raises(ValueError, match=r"skin must be a finite number >= 0 \(Å\), got -0.1"):
         AttnMACECalculator(model_file, skin=-0.1)
