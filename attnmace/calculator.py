@@ -237,11 +237,14 @@ class AttnMACECalculator(Calculator):
         return super().set(**kwargs)
 
     def _run(
-        self, atoms: Atoms, forces: bool, stress: bool, attention: bool = False
+        self, atoms: Atoms, forces: bool, stress: bool, attention: bool = False, descriptors: bool = False
     ) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
         """The model inputs for ``atoms`` and the model's outputs."""
         data = atoms_to_graph(atoms, self.atomic_numbers, self.r_max, self.dtype, self.device, self.neighbours)
-        return data, self.model(data, compute_forces=forces, compute_stress=stress, compute_attention=attention)
+        flags = dict(compute_forces=forces, compute_stress=stress, compute_attention=attention)
+        if descriptors:  # only when asked: TorchScript modules exported before it lack the argument
+            flags["compute_descriptors"] = True
+        return data, self.model(data, **flags)
 
     def get_descriptors(
         self, atoms: Optional[Atoms] = None, invariants_only: bool = True, num_layers: int = -1
@@ -267,17 +270,12 @@ class AttnMACECalculator(Calculator):
             num_layers = total
         if not 1 <= num_layers <= total:
             raise ValueError(f"num_layers must be -1 or between 1 and {total} (the model's layers), got {num_layers}")
-        data = atoms_to_graph(atoms, self.atomic_numbers, self.r_max, self.dtype, self.device, self.neighbours)
-        try:
-            with torch.no_grad():
-                out = self.model(data, compute_forces=False, compute_descriptors=True)
-        except RuntimeError as exc:  # a TorchScript module exported before descriptors existed
-            if "compute_descriptors" not in str(exc):
-                raise
-            raise ValueError(
+        if not isinstance(self.model, AttnMACE) and "compute_descriptors" not in str(self.model.forward.schema):
+            raise ValueError(  # a TorchScript module exported before descriptors existed
                 "this model's TorchScript module has no descriptors (it was exported by an older attnmace); "
                 "make the calculator without torchscript=True, or export the file again"
-            ) from None
+            )
+        _, out = self._run(atoms, forces=False, stress=False, descriptors=True)
         channels = int(self.metadata["config"]["channels"])
         features = [out["node_features_" + str(s)] for s in range(num_layers)]
         if invariants_only:

@@ -28,6 +28,7 @@ from .data import (
     check_species,
     config_types_of,
     load_frames,
+    num_atoms_of,
     species_in,
     split_by_config_type,
     write_hdf5,
@@ -254,7 +255,7 @@ def _from_yaml(name: str, value: Any, source: str) -> Any:
         if isinstance(value, list):
             return ",".join(str(v) for v in value) if name == "species" else refuse("text")
         return str(value)
-    if isinstance(value, bool) or isinstance(value, (dict, list)):
+    if isinstance(value, (bool, dict, list)):
         refuse("a number")
     try:
         number = float(value)
@@ -420,7 +421,6 @@ def build_trainer(options: Dict[str, Any]) -> Trainer:
             )
         atomic = [numbers_of[s] for s in config.species]
         log.info("fine-tuning the model of %s (its architecture options override the given ones)", options["init_from"])
-        _warn_unused_architecture(options, config, f"the model of {options['init_from']} (--init-from)")
         if options.get("attn_logit_cap") is not None:  # changes no weight, so a fine-tune may set it
             cap_before = config.attn_logit_cap
             try:
@@ -428,6 +428,7 @@ def build_trainer(options: Dict[str, Any]) -> Trainer:
             except ValueError as err:
                 raise SystemExit(f"attnmace-train: --attn-logit-cap: {err}") from None
             log.info("attention logit cap: %g (the model of --init-from had %g)", config.attn_logit_cap, cap_before)
+        _warn_unused_architecture(options, config, f"the model of {options['init_from']} (--init-from)")
     else:
         overrides = {k: options[k] for k in _MODEL_FIELDS if options.get(k) is not None}
         overrides["cutoffs"] = tuple(options["cutoffs"])
@@ -497,12 +498,13 @@ def build_trainer(options: Dict[str, Any]) -> Trainer:
 
 def _warn_unused_architecture(options: Dict[str, Any], config: ModelConfig, source: str) -> None:
     """Warn about architecture options given (flag or ``--config`` file) that differ from the model
-    ``source`` brings and so are not used (``--attn-logit-cap`` with ``--init-from`` is used)."""
+    ``source`` brings (with what was applied to it, e.g. ``--attn-logit-cap`` with ``--init-from``)
+    and so are not used."""
     values = config.to_dict()
     differ = []
     for name in sorted(_MODEL_FIELDS & options.get("_given", set())):
         given, used = options.get(name), values.get(name)
-        if given is None or (name == "attn_logit_cap" and options.get("init_from") and not options.get("resume")):
+        if given is None:
             continue
         if isinstance(used, (list, tuple)):
             given = list(given) if isinstance(given, (list, tuple)) else [given]
@@ -614,10 +616,7 @@ class _Subset:
         self.frames, self.indices, self.weights = frames, list(indices), dict(weights or {})
 
     def natoms(self, i: int) -> int:
-        frames = self.frames
-        if hasattr(frames, "num_atoms"):  # an HDF5 file: sizes without reading the frames
-            return int(frames.num_atoms(self.indices[i]))
-        return len(frames[self.indices[i]].numbers)
+        return num_atoms_of(self.frames, self.indices[i])
 
     def __len__(self):
         return len(self.indices)

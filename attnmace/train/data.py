@@ -293,6 +293,13 @@ def config_types_of(frames) -> List[str]:
     return [frames[i].config_type for i in range(len(frames))]
 
 
+def num_atoms_of(frames, index: int) -> int:
+    """Atoms of frame ``index``; an :class:`HDF5Dataset` answers without reading the frame."""
+    if isinstance(frames, HDF5Dataset):
+        return frames.num_atoms(index)
+    return len(frames[index].numbers)
+
+
 def split_by_config_type(
     frames: Sequence[Frame], fraction: float, seed: int, at_least_one_per_type: bool = False
 ) -> Dict[str, List[int]]:
@@ -311,19 +318,13 @@ def split_by_config_type(
     rng = np.random.default_rng(seed)
     groups: Dict[str, List[int]] = {}
     train: List[int] = []
-    types = config_types_of(frames)
-    sizes = [frames.num_atoms(i) if hasattr(frames, "num_atoms") else len(frames[i].numbers) for i in range(len(types))]
-    for i, config_type in enumerate(types):
-        if sizes[i] == 1:
+    for i, config_type in enumerate(config_types_of(frames)):
+        if num_atoms_of(frames, i) == 1:
             train.append(i)
         else:
             groups.setdefault(config_type, []).append(i)
     names = sorted(groups)
-    shuffled = {}
-    for name in names:
-        idx = np.array(groups[name])
-        rng.shuffle(idx)
-        shuffled[name] = idx
+    shuffled = {name: rng.permutation(groups[name]) for name in names}
     counts = {name: len(groups[name]) for name in names}
     if at_least_one_per_type:
         n_valid = {name: int(round(fraction * n)) for name, n in counts.items()}

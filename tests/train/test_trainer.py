@@ -797,6 +797,12 @@ def test_resume_says_which_architecture_options_it_does_not_use(tmp_path, one_st
         build_trainer(resolve_options([*argv, "--channels", "16"]))
     assert "options not used, the architecture comes from the model of" in caplog.text
     assert "channels 16 (used: 4)" in caplog.text
+    caplog.clear()
+    # a resumable fine-tune's first start (no checkpoint yet): the cap it sets is used, not ignored
+    fresh = [*TINY, "--output-dir", str(tmp_path / "f"), "--resume", "--init-from", str(one_step_run / "model.pt")]
+    with caplog.at_level("WARNING", logger="attnmace"):
+        trainer = build_trainer(resolve_options([*fresh, "--attn-logit-cap", "5"]))
+    assert trainer.model.config.attn_logit_cap == 5.0 and "options not used" not in caplog.text
 
 
 def test_an_interrupted_run_says_what_its_checkpoint_holds(tmp_path, monkeypatch, capsys):
